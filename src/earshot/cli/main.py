@@ -145,6 +145,14 @@ def _print_banner(auth_settings: object, gateway_settings: object, password: str
         )
 
 
+@app.command("settings")
+def show_settings() -> None:
+    """Print every setting (environment variable), its default and who reads it, as markdown."""
+    from earshot.cli.settings_table import settings_table
+
+    typer.echo(settings_table())
+
+
 @user_app.command("add")
 def user_add(
     email: Annotated[str, typer.Argument(help="The user's email address (their login).")],
