@@ -49,6 +49,9 @@ def _alembic_config(script_location: str, connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", script_location)
     config.attributes["connection"] = connection
+    # One version table per service, so services may share one database (one schema on MySQL).
+    service = script_location.split(":", 1)[0].rsplit(".", 1)[-1]
+    config.attributes["version_table"] = f"alembic_version_{service}"
     return config
 
 
@@ -62,13 +65,17 @@ async def migrate(engine: AsyncEngine, script_location: str, revision: str = "he
         await connection.run_sync(upgrade)
 
 
-def run_migrations(context: EnvironmentContext, target_metadata: MetaData) -> None:
-    """Body of every service's `migrations/env.py`: run on the connection `migrate` passed in."""
+def run_migrations(context: EnvironmentContext | Any, target_metadata: MetaData) -> None:
+    """Body of every service's `migrations/env.py`: run on the connection `migrate` passed in.
+
+    `context` is `alembic.context`, a module proxying an `EnvironmentContext` (hence `Any`).
+    """
     connection = context.config.attributes["connection"]
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        version_table=context.config.attributes.get("version_table", "alembic_version"),
     )
     with context.begin_transaction():
         context.run_migrations()

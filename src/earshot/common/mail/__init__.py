@@ -1,4 +1,7 @@
-"""The mail port: send one email. Adapters: `outbox` (.eml files in a folder; the default) and SMTP."""
+"""The mail port: send one email.
+
+Adapters: `outbox` (`.eml` files in a folder; the default) and `smtp` (aiosmtplib).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ class MailError(Exception):
 
 
 class Mailer(Protocol):
-    """Delivers an email. Sending the same Message-ID twice must be harmless where the adapter can."""
+    """Delivers an email; sending one Message-ID twice is harmless where the adapter allows."""
 
     async def send(self, message: EmailMessage) -> None: ...
 

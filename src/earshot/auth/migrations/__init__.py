@@ -1,0 +1,1 @@
+"""Alembic migrations of the auth database (script location `earshot.auth:migrations`)."""

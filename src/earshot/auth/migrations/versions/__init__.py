@@ -1,0 +1,1 @@
+"""Revisions of the auth database, applied in order by `earshot migrate`."""
