@@ -1,0 +1,1 @@
+"""Alembic migrations of the jobs database (script location `earshot.gateway:migrations`)."""

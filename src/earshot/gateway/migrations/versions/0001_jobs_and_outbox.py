@@ -1,0 +1,78 @@
+"""jobs and outbox
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def _utc() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "jobs",
+        sa.Column("id", sa.String(length=36), nullable=False),
+        sa.Column("user_id", sa.String(length=64), nullable=False),
+        sa.Column("username", sa.String(length=320), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("progress", sa.Float(), nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("original_filename", sa.String(length=255), nullable=False),
+        sa.Column("input_key", sa.String(length=255), nullable=False),
+        sa.Column("fid", sa.String(length=64), nullable=False),
+        sa.Column("output_key", sa.String(length=255), nullable=False),
+        sa.Column("format", sa.String(length=8), nullable=False),
+        sa.Column("bitrate", sa.String(length=8), nullable=True),
+        sa.Column("quality", sa.Integer(), nullable=True),
+        sa.Column("input_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("input_duration_seconds", sa.Float(), nullable=True),
+        sa.Column("input_container", sa.String(length=64), nullable=True),
+        sa.Column("input_video_codec", sa.String(length=32), nullable=True),
+        sa.Column("input_audio_codec", sa.String(length=32), nullable=True),
+        sa.Column("output_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("output_duration_seconds", sa.Float(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("updated_at", _utc(), nullable=False),
+        sa.Column("started_at", _utc(), nullable=True),
+        sa.Column("finished_at", _utc(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
+        sa.UniqueConstraint("fid", name=op.f("uq_jobs_fid")),
+    )
+    op.create_index("ix_jobs_user_created", "jobs", ["user_id", "created_at", "id"])
+    op.create_table(
+        "outbox",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("queue", sa.String(length=64), nullable=False),
+        sa.Column("message_id", sa.String(length=128), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("published_at", _utc(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("message_id", name=op.f("uq_outbox_message_id")),
+    )
+    op.create_index(op.f("ix_outbox_published_at"), "outbox", ["published_at"])
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_outbox_published_at"), table_name="outbox")
+    op.drop_table("outbox")
+    op.drop_index("ix_jobs_user_created", table_name="jobs")
+    op.drop_table("jobs")

@@ -1,0 +1,111 @@
+"""The jobs database: one row per job, and the outbox of messages waiting to be published."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+QUEUED: Final = "queued"
+PROCESSING: Final = "processing"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+JOB_STATES: Final = (QUEUED, PROCESSING, SUCCEEDED, FAILED)
+FINAL_STATES: Final = (SUCCEEDED, FAILED)
+ERROR_MAX_CHARS: Final = 2000
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC; a naive datetime is a bug and is refused."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Load as an aware UTC datetime."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the gateway's tables."""
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class Job(Base):
+    """One conversion requested by one user; the converter's events move its `state` forward."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_user_created", "user_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16), default=QUEUED)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    original_filename: Mapped[str] = mapped_column(String(255))
+    input_key: Mapped[str] = mapped_column(String(255))
+    fid: Mapped[str] = mapped_column(String(64), unique=True)
+    output_key: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(8))
+    bitrate: Mapped[str | None] = mapped_column(String(8))
+    quality: Mapped[int | None] = mapped_column(Integer)
+    input_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    input_container: Mapped[str | None] = mapped_column(String(64))
+    input_video_codec: Mapped[str | None] = mapped_column(String(32))
+    input_audio_codec: Mapped[str | None] = mapped_column(String(32))
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    output_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class OutboxMessage(Base):
+    """A message committed with the change that caused it, published by the relay afterwards."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    queue: Mapped[str] = mapped_column(String(64))
+    message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)

@@ -1,0 +1,106 @@
+"""The gateway's settings: where it listens, its jobs database, auth, and upload limits."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+
+from earshot.common.settings import CommonSettings
+from earshot.common.tokens import JwtAlgorithm
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+class GatewaySettings(CommonSettings):
+    """Settings of the gateway (environment variables `EARSHOT_<FIELD>`)."""
+
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
+    gateway_port: int = Field(default=8080, ge=1, le=65535, description="Gateway HTTP port.")
+    jobs_database_url: str = Field(
+        default="",
+        description="The jobs database. Empty: SQLite file DATA_DIR/jobs.db. "
+        "`mysql+asyncmy://...` or `postgresql+asyncpg://...` otherwise.",
+    )
+    auth_url: str = Field(
+        default="http://127.0.0.1:8081",
+        description="Base URL of the auth service (login proxy and JWKS).",
+    )
+    jwt_algorithm: JwtAlgorithm = Field(
+        default="EdDSA",
+        description="Token signature algorithm (as auth's): EdDSA/RS256 tokens are verified "
+        "locally with auth's JWKS, HS256 ones with the shared EARSHOT_JWT_SECRET.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 only: the secret shared with auth. Empty: in development the one "
+        "generated into DATA_DIR/keys; production refuses to start.",
+    )
+    jwt_issuer: str = Field(default="earshot", description="Expected `iss` claim of tokens.")
+    jwt_audience: str = Field(default="earshot", description="Expected `aud` claim of tokens.")
+    jwks_cache_seconds: float = Field(
+        default=300.0, gt=0, description="How long the gateway trusts a fetched JWKS."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="The gateway's address as users see it (download links in notifications).",
+    )
+    max_upload_bytes: int = Field(
+        default=4 * GIB, gt=0, description="Largest accepted upload; bigger ones get 413."
+    )
+    upload_chunk_bytes: int = Field(
+        default=1 * MIB,
+        ge=4096,
+        description="Uploads are written to, and downloads read from, the blob store in chunks "
+        "of this size (bounds the memory one transfer holds).",
+    )
+    probe_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Longest time spent inspecting an uploaded file."
+    )
+    outbox_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the outbox relay looks for unpublished messages."
+    )
+    outbox_backoff_max_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait between relay attempts while the broker is down.",
+    )
+    outbox_publish_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for the broker to take one message; past it the message "
+        "stays in the outbox for the relay and the upload still succeeds.",
+    )
+    outbox_retention_seconds: float = Field(
+        default=86400.0, gt=0, description="Published outbox rows older than this are pruned."
+    )
+    orphan_input_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A stored upload that belongs to no job (the gateway died mid-upload) is "
+        "deleted once this old; checked at start-up and then every ORPHAN_SWEEP_SECONDS.",
+    )
+    orphan_sweep_seconds: float = Field(
+        default=3600.0, gt=0, description="How often stored uploads are reconciled with jobs."
+    )
+    events_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="Deliveries of a job event that failed before it is dead-lettered.",
+    )
+    jobs_page_size_max: int = Field(
+        default=100, ge=1, description="Largest `limit` accepted by GET /api/v1/jobs."
+    )
+    auth_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of calls from the gateway to auth."
+    )
+    db_retry_after_seconds: int = Field(
+        default=5, ge=1, description="`Retry-After` sent with 503 when the database is unreachable."
+    )
+
+    @model_validator(mode="after")
+    def _derive_gateway_urls(self) -> GatewaySettings:
+        if not self.jobs_database_url:
+            self.jobs_database_url = self.sqlite_url("jobs.db")
+        self.auth_url = self.auth_url.rstrip("/")
+        self.public_url = self.public_url.rstrip("/")
+        return self
