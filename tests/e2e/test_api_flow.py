@@ -39,14 +39,14 @@ def test_api_walkthrough(system: System, h264_mp4: Path, tmp_path: Path) -> None
     done = wait_for_job(system, token_response.json()["access_token"], job["id"])
     assert done["state"] == "succeeded", done
     assert done["progress"] == 100
-    assert done["output_bytes"] > 0
-    assert abs(done["input_duration_seconds"] - 3.0) < 0.5
+    assert done["output"]["bytes"] > 0
+    assert abs(done["input"]["duration_seconds"] - 3.0) < 0.5
 
     # and the audio downloads whole, by range, and with the original name
     audio_url = f"{system.url}/api/v1/jobs/{job['id']}/audio"
     whole = httpx.get(audio_url, headers=headers, timeout=30)
     assert whole.status_code == 200
-    assert int(whole.headers["content-length"]) == done["output_bytes"] == len(whole.content)
+    assert int(whole.headers["content-length"]) == done["output"]["bytes"] == len(whole.content)
     assert 'filename="Holiday clip.opus"' in whole.headers["content-disposition"]
     (tmp_path / "out.opus").write_bytes(whole.content)
     with av.open(str(tmp_path / "out.opus")) as container:
@@ -122,4 +122,4 @@ def test_bad_inputs_get_clear_errors_and_leave_nothing(
     assert system.blobs("videos") == videos_before
     # and none of those made a job
     listed = httpx.get(f"{system.url}/api/v1/jobs", headers=headers, timeout=10).json()["items"]
-    assert not any(item["original_filename"] in {"notes.mp4", "silent.mp4"} for item in listed)
+    assert not any(item["input"]["filename"] in {"notes.mp4", "silent.mp4"} for item in listed)

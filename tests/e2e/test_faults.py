@@ -48,7 +48,7 @@ def test_sigkilled_converter_mid_job_is_picked_up_again(system: System, long_vid
     done = wait_for_job(system, token, job["job_id"], timeout=300)
     assert done["state"] == "succeeded", done
     assert done["attempt"] >= 2
-    assert abs(done["output_duration_seconds"] - 1200) < 2
+    assert abs(done["output"]["duration_seconds"] - 1200) < 2
     assert len(system.blobs("audio")) == outputs_before + 1
     time.sleep(1.5)
     assert len(emails_for(system, job["fid"])) == 1

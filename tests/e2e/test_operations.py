@@ -122,3 +122,5 @@ def test_earshot_up_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path
         if up.poll() is None:
             up.kill()
             up.wait()
+        if up.stderr is not None:
+            up.stderr.close()

@@ -1,4 +1,4 @@
-"""The message-queue port: durable, at-least-once queues with acks, delayed retry and dead-lettering.
+"""The message-queue port: durable at-least-once queues with acks, delayed retry and dead-lettering.
 
 Adapters: `embedded` (SQLite file shared by processes on one machine; the default) and, later,
 RabbitMQ. Only the adapters speak to a broker; services see `MessageQueue` and `Delivery`.
@@ -49,7 +49,7 @@ class MessageQueue(Protocol):
         ...
 
     def consume(self, queue: str) -> AsyncIterator[Delivery]:
-        """Deliveries from `queue`, forever; a held delivery stays leased while this process lives."""
+        """Deliveries from `queue`, forever; held deliveries stay leased while the process lives."""
         ...
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[tuple[str, bytes, str]]:
