@@ -1,3 +1,3 @@
-"""earshot: video to audio conversion as four small services (auth, gateway, converter, notifier)."""
+"""earshot: video to audio conversion as four services (auth, gateway, converter, notifier)."""
 
 __version__ = "0.1.0"

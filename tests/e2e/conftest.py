@@ -35,7 +35,9 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     sys_ = System(tmp_path_factory.mktemp("earshot"))
     assert earshot("migrate", env=sys_.env).returncode == 0
     for email, password in USERS.items():
-        done = earshot("user", "add", email, "--password-stdin", env=sys_.env, stdin=password + "\n")
+        done = earshot(
+            "user", "add", email, "--password-stdin", env=sys_.env, stdin=password + "\n"
+        )
         assert done.returncode == 0, done.stderr
     yield from running(sys_)
 

@@ -123,7 +123,9 @@ def test_download_errors(system: System, h264_mp4: Path) -> None:
     fid = upload.json()["fid"]
     wait_for_job(system, owner, upload.json()["job_id"])
     # when another user asks for its fid, then it does not exist for them
-    stolen = httpx.get(f"{system.url}/download?fid={fid}", headers={"Authorization": f"Bearer {other}"})
+    stolen = httpx.get(
+        f"{system.url}/download?fid={fid}", headers={"Authorization": f"Bearer {other}"}
+    )
     assert stolen.status_code == 404
     assert not stolen.content.startswith(b"ID3")
     # and without a token nobody gets it

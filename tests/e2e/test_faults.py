@@ -39,7 +39,10 @@ def test_sigkilled_converter_mid_job_is_picked_up_again(system: System, long_vid
     # given a long job that a converter is working on
     job = upload(system, token, long_video)
     wait_for_job(
-        system, token, job["job_id"], until=lambda j: j["state"] == "processing" and j["progress"] > 0
+        system,
+        token,
+        job["job_id"],
+        until=lambda j: j["state"] == "processing" and j["progress"] > 0,
     )
     # when that converter is killed without warning and a new one starts
     assert system.stop("converter", sig=signal.SIGKILL) == -signal.SIGKILL

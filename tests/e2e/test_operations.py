@@ -1,4 +1,4 @@
-"""Operating earshot: `earshot up` lifecycle, memory of a 1 GB upload, the size limit at the edge."""
+"""Operating earshot: `earshot up`, memory during a 1 GB upload, the size limit at the edge."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 def multipart_stream(boundary: str, total_bytes: int) -> Iterator[bytes]:
     yield (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mkv\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.mkv"\r\n'
         "Content-Type: video/x-matroska\r\n\r\n"
     ).encode()
     for _ in range(total_bytes // len(CHUNK)):

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 
 import structlog
 import uvicorn
@@ -17,31 +13,10 @@ from earshot.auth.models import apply_migrations
 from earshot.auth.settings import AuthSettings
 from earshot.common.db import create_engine
 from earshot.common.logging import configure_logging
+from earshot.common.serving import GracefulServer
 from earshot.common.settings import SettingsError
 
 log = structlog.get_logger()
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server without re-raising the stop signal after its graceful shutdown.
-
-    uvicorn re-raises SIGTERM/SIGINT once stopped, which kills the process before `serve` can
-    close the database; a stop request should end `run` normally (exit status 0) instead.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Route SIGINT/SIGTERM to a graceful shutdown while serving."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 async def prepare(settings: AuthSettings) -> None:
@@ -68,7 +43,7 @@ async def serve(settings: AuthSettings) -> None:
             lifespan="on",
         )
         log.info("auth_listening", host=settings.auth_host, port=settings.auth_port)
-        await _Server(config).serve()
+        await GracefulServer(config).serve()
     finally:
         await engine.dispose()
         log.info("auth_stopped")

@@ -126,19 +126,20 @@ def _print_banner(auth_settings: object, gateway_settings: object, password: str
     assert isinstance(gateway_settings, GatewaySettings)
     err = sys.stderr
     base = f"http://{gateway_settings.gateway_host}:{gateway_settings.gateway_port}"
-    print(f"earshot is starting; data lives in {gateway_settings.data_dir}", file=err)  # noqa: T201
-    print(f"  gateway  {base}   (API docs: {base}/docs)", file=err)  # noqa: T201
-    print(  # noqa: T201
-        f"  auth     http://{auth_settings.auth_host}:{auth_settings.auth_port} (internal)", file=err
+    print(f"earshot is starting; data lives in {gateway_settings.data_dir}", file=err)
+    print(f"  gateway  {base}   (API docs: {base}/docs)", file=err)
+    print(
+        f"  auth     http://{auth_settings.auth_host}:{auth_settings.auth_port} (internal)",
+        file=err,
     )
     if password:
-        print(  # noqa: T201
+        print(
             f"  first admin created: {auth_settings.admin_email} / {password}\n"
             "  (this password is shown once; change users with `earshot user add`)",
             file=err,
         )
     else:
-        print(  # noqa: T201
+        print(
             f"  sign in: curl -X POST {base}/login -u EMAIL:PASSWORD   "
             f"(admin: {auth_settings.admin_email})",
             file=err,

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -46,7 +46,7 @@ class _Child:
     restart_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.command, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self.process = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
         self.started_at = time.monotonic()
         log.info("service started", child=self.name, pid=self.process.pid)
 
@@ -54,7 +54,7 @@ class _Child:
 class Supervisor:
     """Keeps a set of named commands running until told to stop."""
 
-    def __init__(self, commands: dict[str, Sequence[str]]) -> None:
+    def __init__(self, commands: Mapping[str, Sequence[str]]) -> None:
         self._children = [_Child(name, command) for name, command in commands.items()]
         self._stopping = False
 

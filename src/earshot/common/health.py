@@ -13,7 +13,7 @@ CHECK_TIMEOUT_SECONDS = 3.0
 
 
 def health_router(checks: Mapping[str, Check]) -> APIRouter:
-    """Routes answering 200 when alive, and 200/503 with one line per dependency when (not) ready."""
+    """Routes answering 200 when alive, and 200/503 with a line per dependency when (not) ready."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")

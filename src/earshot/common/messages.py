@@ -1,7 +1,8 @@
 """The queue contract: queue names and the versioned messages that cross them.
 
-Flow: gateway --JobSubmitted--> `video` --> converter --JobStarted/JobProgressed/JobSucceeded/JobFailed-->
-`job-events` --> gateway (applies them to the job) --JobFinished--> `mp3` --> notifier.
+Flow: gateway --JobSubmitted--> `video` --> converter
+  --JobStarted/JobProgressed/JobSucceeded/JobFailed--> `job-events` --> gateway (applies them)
+  --JobFinished--> `mp3` --> notifier.
 The course's names `video` and `mp3` are kept for the queues its users know.
 """
 
@@ -54,7 +55,7 @@ class Message(BaseModel):
 
 
 class ConversionOptions(BaseModel):
-    """What the user asked for. `bitrate` (CBR, e.g. `192k`) and `quality` (VBR) exclude each other."""
+    """What the user asked for: `bitrate` (CBR, e.g. `192k`) or `quality` (VBR), not both."""
 
     model_config = ConfigDict(frozen=True)
 

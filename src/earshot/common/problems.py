@@ -83,7 +83,7 @@ def problem_response(
 
 
 def install_problem_handlers(app: FastAPI) -> None:
-    """Map `Problem`, HTTP and validation errors to problem+json (routes may still answer plain text)."""
+    """Map `Problem`, HTTP and validation errors to problem+json (course routes: plain text)."""
 
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -108,9 +108,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()
-        ]
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"])
         return problem_response(

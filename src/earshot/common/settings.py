@@ -1,6 +1,7 @@
 """Typed settings shared by every service; each service extends `CommonSettings`.
 
-Settings are built once at start-up (`XSettings()`) and passed down; nothing reads the environment later.
+Settings are built once at start-up (`XSettings()`) and passed down; nothing reads the
+environment later.
 Every outside dependency is chosen by one URL whose empty default means "the embedded adapter".
 """
 
@@ -12,7 +13,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "admin", "test"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "admin", "test"}
+)
 
 
 class SettingsError(ValueError):
@@ -74,7 +77,9 @@ class CommonSettings(BaseSettings):
 
     def require_secret(self, name: str, value: str | None) -> None:
         """Refuse a missing or placeholder secret in production."""
-        if self.env == "production" and (value is None or value.strip().lower() in PLACEHOLDER_SECRETS):
+        if self.env == "production" and (
+            value is None or value.strip().lower() in PLACEHOLDER_SECRETS
+        ):
             raise SettingsError(
                 f"EARSHOT_{name.upper()} must be set to a real secret when EARSHOT_ENV=production"
             )

@@ -16,10 +16,9 @@ from earshot.common.queue import MessageQueue, open_queue
 from earshot.common.worker import run_consumer
 from earshot.converter.arguments import FfmpegConfig, locate_ffmpeg
 from earshot.converter.settings import ConverterSettings
-from earshot.converter.worker import ConversionWorker, remove_stale_work
+from earshot.converter.worker import ConversionWorker, ProcessWorkDir, remove_stale_work
 
 # A job dir older than the time limit plus this margin cannot belong to a live conversion.
-STALE_WORK_MARGIN_SECONDS = 600.0
 
 _log = structlog.get_logger()
 
@@ -41,12 +40,10 @@ async def serve(settings: ConverterSettings, *, stop: asyncio.Event | None = Non
         timeout_seconds=settings.conversion_timeout_seconds,
         threads=settings.ffmpeg_threads,
     )
-    removed = await asyncio.to_thread(
-        remove_stale_work,
-        settings.resolved_work_dir,
-        older_than_seconds=settings.conversion_timeout_seconds + STALE_WORK_MARGIN_SECONDS,
-    )
+    removed = await asyncio.to_thread(remove_stale_work, settings.resolved_work_dir)
+    own_work_dir = ProcessWorkDir.claim(settings.resolved_work_dir)
     async with contextlib.AsyncExitStack() as resources:
+        resources.callback(own_work_dir.release)
         queue = open_queue(
             settings.broker_url,
             poll_seconds=settings.queue_poll_seconds,
@@ -60,7 +57,7 @@ async def serve(settings: ConverterSettings, *, stop: asyncio.Event | None = Non
             queue=queue,
             blobs=blobs,
             ffmpeg=ffmpeg,
-            work_dir=settings.resolved_work_dir,
+            work_dir=own_work_dir.path,
             progress_interval_seconds=settings.progress_interval_seconds,
         )
         _log.info("converter.started", ffmpeg=ffmpeg.executable, stale_work_removed=removed)

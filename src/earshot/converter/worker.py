@@ -8,10 +8,13 @@ again, so a redelivery after a crash only re-reports it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
@@ -33,6 +36,8 @@ from earshot.common.worker import PermanentError, TransientError
 from earshot.converter.arguments import FfmpegConfig
 from earshot.converter.convert import ConversionResult, audio_duration_seconds, convert
 from earshot.converter.ffmpeg import FfmpegError
+
+LOCK_FILE = ".owner.lock"
 
 PROGRESS_PUBLISH_TIMEOUT_SECONDS = 5.0
 
@@ -199,22 +204,49 @@ def _make_job_dir(work_dir: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
 
 
-def remove_stale_work(work_dir: Path, *, older_than_seconds: float) -> int:
-    """Delete job temp dirs left by killed converters; returns how many were removed.
+@dataclass
+class ProcessWorkDir:
+    """This process's own folder under the shared work dir, locked for as long as the process lives.
 
-    Only directories older than the longest possible conversion go, so the live jobs of other
-    converter processes sharing `work_dir` are never touched.
+    The kernel drops the lock when the process dies, even by SIGKILL, so the next converter to
+    start can tell a dead converter's leftovers from a live one's and remove them at once.
     """
+
+    path: Path
+    _lock_fd: int
+
+    @classmethod
+    def claim(cls, work_dir: Path) -> ProcessWorkDir:
+        """Create and lock a fresh folder for this process."""
+        work_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"proc-{os.getpid()}-", dir=work_dir))
+        fd = os.open(path / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Remove the folder and drop the lock (on a clean stop)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock_fd)
+
+
+def remove_stale_work(work_dir: Path) -> int:
+    """Delete the folders of converter processes that are gone; returns how many were removed."""
     if not work_dir.is_dir():
         return 0
-    cutoff = time.time() - older_than_seconds
     removed = 0
-    for entry in work_dir.glob("job-*"):
+    for entry in work_dir.glob("proc-*"):
         try:
-            stale = entry.is_dir() and entry.stat().st_mtime < cutoff
-        except FileNotFoundError:
-            continue
-        if stale:
+            fd = os.open(entry / LOCK_FILE, os.O_RDWR)
+        except OSError:
+            continue  # a folder being created right now, or already removed
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its owner is alive
+        else:
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
+        finally:
+            os.close(fd)
     return removed

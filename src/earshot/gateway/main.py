@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 
 import httpx
@@ -17,34 +13,13 @@ from earshot.common.blobs import open_blob_store
 from earshot.common.db import create_engine, migrate
 from earshot.common.logging import configure_logging
 from earshot.common.queue import open_queue
+from earshot.common.serving import GracefulServer
 from earshot.common.tokens import JwksVerifier, StaticKeyVerifier, TokenVerifier, shared_secret
 from earshot.gateway.app import create_app
 from earshot.gateway.settings import GatewaySettings
 
 MIGRATIONS = "earshot.gateway:migrations"
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _log = structlog.get_logger()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server without re-raising the stop signal after its graceful shutdown.
-
-    uvicorn re-raises SIGTERM/SIGINT once stopped, which would kill the process before `serve`
-    closes the database, queue and clients; a stop request ends `run` normally instead.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Route SIGINT/SIGTERM to a graceful shutdown while serving."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 async def prepare(settings: GatewaySettings) -> None:
@@ -110,7 +85,7 @@ async def serve(settings: GatewaySettings) -> None:
             timeout_graceful_shutdown=30,
         )
         _log.info("gateway.listening", host=settings.gateway_host, port=settings.gateway_port)
-        await _Server(config).serve()
+        await GracefulServer(config).serve()
     _log.info("gateway.stopped")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import time
+import signal
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -20,7 +21,12 @@ from earshot.common.messages import (
 from earshot.common.queue import QueueError
 from earshot.common.queue.embedded import EmbeddedQueue
 from earshot.converter.arguments import FfmpegConfig, locate_ffmpeg
-from earshot.converter.worker import ConversionWorker, ProgressReporter, remove_stale_work
+from earshot.converter.worker import (
+    ConversionWorker,
+    ProcessWorkDir,
+    ProgressReporter,
+    remove_stale_work,
+)
 from tests.unit.converter.conftest import LONG_SECONDS
 from tests.unit.converter.support import (
     collect_events,
@@ -190,14 +196,26 @@ async def test_a_failed_success_report_is_retried_without_converting_again(
     assert await queue_is_empty(queue, JOBS_QUEUE)
 
 
-def test_stale_job_dirs_of_killed_converters_are_removed(work_dir: Path) -> None:
-    stale, live = work_dir / "job-stale", work_dir / "job-live"
-    for folder in (stale, live):
-        folder.mkdir(parents=True)
-        (folder / "output.mp3").write_bytes(b"x")
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+def test_work_dirs_of_dead_converters_are_removed_and_live_ones_kept(work_dir: Path) -> None:
+    # given a live converter's folder (this process) and one whose owner was SIGKILLed
+    live = ProcessWorkDir.claim(work_dir)
+    code = (
+        "import os, sys; from pathlib import Path; "
+        "from earshot.converter.worker import ProcessWorkDir; "
+        "d = ProcessWorkDir.claim(Path(sys.argv[1])); "
+        "(d.path / 'job-x').mkdir(); (d.path / 'job-x' / 'output.mp3').write_bytes(b'x'); "
+        "os.kill(os.getpid(), 9)"
+    )
+    dead = subprocess.run([sys.executable, "-c", code, str(work_dir)], check=False)
+    assert dead.returncode == -signal.SIGKILL
     (work_dir / "unrelated").mkdir()
+    assert len(list(work_dir.glob("proc-*"))) == 2
 
-    assert remove_stale_work(work_dir, older_than_seconds=3600) == 1
-    assert sorted(p.name for p in work_dir.iterdir()) == ["job-live", "unrelated"]
-    assert remove_stale_work(work_dir / "missing", older_than_seconds=1) == 0
+    # when the next converter starts, then only the dead one's leftovers go
+    try:
+        assert remove_stale_work(work_dir) == 1
+        assert sorted(p.name for p in work_dir.iterdir()) == sorted([live.path.name, "unrelated"])
+    finally:
+        live.release()
+    assert not live.path.exists()
+    assert remove_stale_work(work_dir / "missing") == 0
