@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-unit test-e2e check format bench lock clean
+.PHONY: install run test test-unit test-e2e check format docs bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ check: install ## format check, lint, types, import contracts
 format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+docs: install ## regenerate the README's settings table
+	$(BIN)/python -m earshot.cli.readme README.md
 
 bench: install ## earshot's conversion against raw ffmpeg on a 10-minute 720p file
 	$(BIN)/python bench/convert.py

@@ -44,6 +44,11 @@ def test_sigkilled_converter_mid_job_is_picked_up_again(system: System, long_vid
         job["job_id"],
         until=lambda j: j["state"] == "processing" and j["progress"] > 0,
     )
+    # (meanwhile the course's download names the job's state)
+    early = httpx.get(
+        f"{system.url}/download?fid={job['fid']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (early.status_code, early.text) == (409, "job is processing")
     # when that converter is killed without warning and a new one starts
     assert system.stop("converter", sig=signal.SIGKILL) == -signal.SIGKILL
     system.start("converter")
@@ -63,18 +68,19 @@ def test_restart_of_every_service_with_jobs_queued_loses_and_duplicates_nothing(
 ) -> None:
     token = login(system, "other@example.com")
     outputs_before = len(system.blobs("audio"))
-    # given no converter running and three jobs waiting
+    # given no converter running and six jobs waiting
     assert system.stop("converter") == 0
-    jobs = [upload(system, token, h264_mp4, name=f"queued-{n}.mp4") for n in range(3)]
-    # when every service stops cleanly and starts again
+    jobs = [upload(system, token, h264_mp4, name=f"queued-{n}.mp4") for n in range(6)]
+    # when every service stops cleanly and starts again, now with two converters sharing the work
     codes = system.stop_all()
     assert set(codes.values()) == {0}, codes
     system.start_all()
+    system.start("converter-2")
     token = login(system, "other@example.com")
     # then every job completes exactly once
     for job in jobs:
         assert wait_for_job(system, token, job["job_id"])["state"] == "succeeded"
-    assert len(system.blobs("audio")) == outputs_before + 3
+    assert len(system.blobs("audio")) == outputs_before + 6
     time.sleep(1.5)
     for job in jobs:
         assert len(emails_for(system, job["fid"])) == 1

@@ -22,17 +22,17 @@ class ConverterSettings(CommonSettings):
         gt=0,
         description="Wall-clock limit of one conversion: past it ffmpeg is killed, the job fails.",
     )
-    max_attempts: int = Field(
+    converter_max_attempts: int = Field(
         default=5,
         ge=1,
         description="Deliveries of a job that failed transiently before it is failed for good.",
     )
-    retry_backoff_base_seconds: float = Field(
+    converter_retry_backoff_base_seconds: float = Field(
         default=2.0,
         gt=0,
         description="Delay before the first retry of a transient failure; doubles on each attempt.",
     )
-    retry_backoff_max_seconds: float = Field(
+    converter_retry_backoff_max_seconds: float = Field(
         default=300.0, gt=0, description="Upper bound of the delay between two retries."
     )
     progress_interval_seconds: float = Field(
@@ -65,9 +65,9 @@ class ConverterSettings(CommonSettings):
     def _attempts_fit_the_queue(self) -> ConverterSettings:
         # Past `queue_max_deliveries` the queue dead-letters the job silently, before the
         # converter's last attempt could report it failed.
-        if self.max_attempts > self.queue_max_deliveries:
+        if self.converter_max_attempts > self.queue_max_deliveries:
             raise ValueError(
-                f"EARSHOT_MAX_ATTEMPTS ({self.max_attempts}) must not exceed "
+                f"EARSHOT_CONVERTER_MAX_ATTEMPTS ({self.converter_max_attempts}) must not exceed "
                 f"EARSHOT_QUEUE_MAX_DELIVERIES ({self.queue_max_deliveries})"
             )
         return self

@@ -60,9 +60,8 @@ class QueueRig:
         pytest.fail(f"unexpected delivery {delivery.message_id} (attempt {delivery.attempt})")
 
 
-@pytest.fixture(params=["embedded", "memory"])
-async def queue_rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueRig]:
-    if request.param == "embedded":
+def _queue_rig(kind: str, tmp_path: Path) -> QueueRig:
+    if kind == "embedded":
         # A folder that does not exist yet: the adapter must create it.
         url = f"sqlite:///{tmp_path / 'data' / 'queue.db'}"
 
@@ -71,16 +70,32 @@ async def queue_rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
                 url, poll_seconds=poll, lease_seconds=lease, max_deliveries=max_deliveries
             )
 
-        rig = QueueRig("embedded", embedded, url)
-    else:
-        broker = MemoryBroker()
+        return QueueRig("embedded", embedded, url)
+    broker = MemoryBroker()
 
-        def memory(poll: float, lease: float, max_deliveries: int) -> MessageQueue:
-            return MemoryQueue(
-                broker, poll_seconds=poll, lease_seconds=lease, max_deliveries=max_deliveries
-            )
+    def memory(poll: float, lease: float, max_deliveries: int) -> MessageQueue:
+        return MemoryQueue(
+            broker, poll_seconds=poll, lease_seconds=lease, max_deliveries=max_deliveries
+        )
 
-        rig = QueueRig("memory", memory, None)
+    return QueueRig("memory", memory, None)
+
+
+@pytest.fixture(params=["embedded", "memory"])
+async def queue_rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueRig]:
+    """Every queue adapter."""
+    rig = _queue_rig(request.param, tmp_path)
+    yield rig
+    for queue in rig.opened:
+        await queue.close()
+
+
+@pytest.fixture(params=["embedded"])
+async def shared_queue_rig(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[QueueRig]:
+    """The queue adapters that other processes can reach (the in-memory fake cannot)."""
+    rig = _queue_rig(request.param, tmp_path)
     yield rig
     for queue in rig.opened:
         await queue.close()

@@ -122,9 +122,11 @@ async def test_two_consumers_share_the_work_without_duplicates(queue_rig: QueueR
     assert Counter(received).most_common(1)[0][1] == 1
 
 
-async def test_a_message_held_by_a_killed_process_is_delivered_again(queue_rig: QueueRig) -> None:
-    if queue_rig.url is None:
-        pytest.skip(f"the {queue_rig.kind} broker lives inside one process")
+async def test_a_message_held_by_a_killed_process_is_delivered_again(
+    shared_queue_rig: QueueRig,
+) -> None:
+    queue_rig = shared_queue_rig
+    assert queue_rig.url is not None
     lease_seconds = 1.5
     queue = queue_rig.open(lease_seconds=lease_seconds)
     await queue.publish(JOBS, b"job", message_id="m1")

@@ -18,7 +18,7 @@ def test_defaults_derive_the_work_dir_from_the_data_dir(
     assert settings.resolved_work_dir == tmp_path / "var" / "tmp" / "converter"
     assert settings.ffmpeg_path is None
     assert settings.conversion_timeout_seconds == 3600
-    assert settings.max_attempts == 5
+    assert settings.converter_max_attempts == 5
     assert settings.converter_concurrency == 1
     assert settings.ffmpeg_threads == 0
     assert settings.progress_interval_seconds == 1.0
@@ -46,7 +46,7 @@ def test_nonsense_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError):
         ConverterSettings(conversion_timeout_seconds=0)
     with pytest.raises(ValidationError, match="MAX_ATTEMPTS"):
-        ConverterSettings(max_attempts=6, queue_max_deliveries=5)
+        ConverterSettings(converter_max_attempts=6, queue_max_deliveries=5)
 
 
 def test_every_field_is_described() -> None:
