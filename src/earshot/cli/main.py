@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from earshot.cli.errors import fail
 from earshot.cli.supervisor import Supervisor, service_command
+from earshot.common.logging import configure_logging
 from earshot.common.settings import SettingsError
 
 app = typer.Typer(
@@ -23,6 +24,15 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
+    """earshot: video to audio conversion service."""
+    # Operator commands log warnings only; services configure their own logging when they start.
+    configure_logging(service="cli", level="info" if verbose else "warning", fmt="console")
 
 
 class Service(StrEnum):
@@ -105,6 +115,7 @@ def up(
         generated_password = asyncio.run(ensure_admin(auth_settings))
     except (SettingsError, ValidationError) as exc:
         fail(exc)
+    configure_logging(service="supervisor", level="info", fmt="auto")
     _print_banner(auth_settings, gateway_settings, generated_password)
     commands = {
         "auth": service_command("auth"),
