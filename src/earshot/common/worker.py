@@ -2,9 +2,10 @@
 
 A handler is a plain `async def handle(delivery) -> None`. It raises `PermanentError` for work that
 can never succeed and `TransientError` (or anything else) for work that may succeed later; the loop,
-not the handler, acks, retries or gives up. `on_give_up` reports a failure (e.g. sends `JobFailed`);
-without it, given-up messages go to the dead-letter queue. After `stop`, in-flight handlers get
-`grace_seconds` to finish; then they are cancelled and their messages handed back to the queue.
+not the handler, acks, retries or gives up. `on_give_up` reports a failure (e.g. sends `JobFailed`).
+A permanent failure is then acked (retrying cannot help); a message whose retries ran out goes to
+the dead-letter queue, where an admin can look at it and redrive it. After `stop`, in-flight
+handlers get `grace_seconds` to finish; then they are cancelled and their messages handed back.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class _Consumer:
             await self._handler(delivery)
         except PermanentError as exc:
             # The handler's own words: reasons of permanent failures are shown to users.
-            await self._give_up(delivery, str(exc) or type(exc).__name__, log)
+            await self._give_up(delivery, str(exc) or type(exc).__name__, log, exhausted=False)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -232,7 +233,7 @@ class _Consumer:
         unexpected = not isinstance(exc, TransientError)
         if delivery.attempt >= self._policy.max_attempts:
             reason = f"gave up after {delivery.attempt} attempts: {_describe(exc)}"
-            await self._give_up(delivery, reason, log)
+            await self._give_up(delivery, reason, log, exhausted=True)
             return
         delay = self._policy.delay_seconds(delivery.attempt)
         # A traceback only for the unexpected: a TransientError is already an explanation.
@@ -240,7 +241,9 @@ class _Consumer:
         log.warning("worker.retrying", error=_describe(exc), delay_seconds=round(delay, 3), **trace)
         await _settle(delivery.retry(delay_seconds=delay), log)
 
-    async def _give_up(self, delivery: Delivery, reason: str, log: FilteringBoundLogger) -> None:
+    async def _give_up(
+        self, delivery: Delivery, reason: str, log: FilteringBoundLogger, *, exhausted: bool
+    ) -> None:
         if self._on_give_up is None:
             log.error("worker.dead_lettered", reason=reason)
             await _settle(delivery.dead_letter(reason=reason), log)
@@ -253,8 +256,8 @@ class _Consumer:
             log.error("worker.give_up_failed", error=_describe(exc), delay_seconds=round(delay, 3))
             await _settle(delivery.retry(delay_seconds=delay), log)
             return
-        log.error("worker.gave_up", reason=reason)
-        await _settle(delivery.ack(), log)
+        log.error("worker.gave_up", reason=reason, dead_lettered=exhausted)
+        await _settle(delivery.dead_letter(reason=reason) if exhausted else delivery.ack(), log)
 
 
 async def _next_or_none(deliveries: AsyncIterator[Delivery]) -> Delivery | None:

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from structlog.typing import FilteringBoundLogger
 
 from earshot.common.mail import Mailer, MailError
@@ -47,10 +48,18 @@ def _compose(event: JobFinished, *, mail_from: str) -> EmailMessage:
 class NotificationHandler:
     """Handles one delivery of the notifications queue (see the module docstring for the order)."""
 
-    def __init__(self, *, store: NotificationStore, mailer: Mailer, mail_from: str) -> None:
+    def __init__(
+        self,
+        *,
+        store: NotificationStore,
+        mailer: Mailer,
+        mail_from: str,
+        record_sent_timeout_seconds: float = 300.0,
+    ) -> None:
         self._store = store
         self._mailer = mailer
         self._mail_from = mail_from
+        self._record_sent_timeout_seconds = record_sent_timeout_seconds
 
     async def __call__(self, delivery: Delivery) -> None:
         """Send the email this delivery asks for, unless it was already sent or failed for good."""
@@ -72,8 +81,24 @@ class NotificationHandler:
         except MailError as exc:
             await self._send_failed(key, exc, log)
             return
-        await self._store.mark_sent(key)
+        await self._record_sent(key, log)
         log.info("notifier.sent", outcome=event.outcome, attempts=record.attempts)
+
+    async def _record_sent(self, key: str, log: FilteringBoundLogger) -> None:
+        # The email is out: failing here would resend it on redelivery, so a database outage is
+        # waited out (bounded) rather than turned into a retry of the whole delivery.
+        deadline = asyncio.get_running_loop().time() + self._record_sent_timeout_seconds
+        delay = 0.5
+        while True:
+            try:
+                await self._store.mark_sent(key)
+                return
+            except SQLAlchemyError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    raise
+                log.warning("notifier.record_sent_retry", error=str(exc)[:200], delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _send_failed(self, key: str, exc: MailError, log: FilteringBoundLogger) -> None:
         if exc.permanent:

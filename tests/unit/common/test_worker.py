@@ -104,6 +104,13 @@ async def test_transient_failures_back_off_then_give_up(queue_rig: QueueRig) -> 
     [(message_id, attempt, reason)] = give_ups.calls
     assert (message_id, attempt) == ("m1", 3)
     assert "database down" in reason and "3 attempts" in reason
+    # and the exhausted message waits in the dead-letter queue for an admin to redrive it
+    for _ in range(100):
+        if await queue.dead_letters(JOBS):
+            break
+        await asyncio.sleep(0.05)
+    [(dead_id, body, dead_reason)] = await queue.dead_letters(JOBS)
+    assert (dead_id, body, dead_reason) == ("m1", b"job", reason)
     await assert_settled(queue_rig, queue)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from earshot.common.mail import Mailer, open_mailer
 from earshot.common.messages import NOTIFICATIONS_QUEUE, JobFinished
@@ -177,6 +178,31 @@ async def test_a_crash_between_send_and_record_resends_the_same_email_into_one_f
     assert len(outbox(settings.outbox_dir)) == 1
     record = await store.get("j-123:succeeded")
     assert record is not None and record.state == SENT and record.attempts == 2
+
+
+async def test_a_database_outage_after_sending_is_waited_out_not_resent(
+    store: NotificationStore, outbox_mailer: Mailer, settings: NotifierSettings
+) -> None:
+    # given the database goes away right after the email went out
+    class FlakyStore(NotificationStore):
+        failures = 2
+
+        async def mark_sent(self, event_id: str) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise OperationalError("UPDATE notifications", {}, ConnectionError("db down"))
+            await super().mark_sent(event_id)
+
+    mailer = CountingMailer(outbox_mailer)
+    handler = NotificationHandler(store=FlakyStore(store._sessions), mailer=mailer, mail_from=FROM)
+
+    # when the delivery is handled
+    await handler(HeldDelivery(job_finished().to_bytes()))
+
+    # then the email was sent once and recorded once the database came back
+    assert len(mailer.sent) == 1
+    record = await store.get("j-123:succeeded")
+    assert record is not None and record.state == SENT
 
 
 async def test_smtp_down_then_up_is_retried_and_delivered_once(
