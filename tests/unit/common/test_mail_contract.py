@@ -15,7 +15,7 @@ import pytest
 from earshot.common.mail import Mailer, MailError, open_mailer
 from earshot.common.mail.outbox import OutboxMailer, eml_file_name
 from earshot.common.mail.smtp import SmtpMailer
-from tests.unit.notifier.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink
 
 
 @dataclass

@@ -15,7 +15,7 @@ from earshot.notifier.main import prepare
 from earshot.notifier.settings import NotifierSettings
 from earshot.notifier.store import NotificationStore
 from earshot.notifier.worker import consume_notifications
-from tests.unit.notifier.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink
 
 StartLoop = Callable[..., Awaitable[asyncio.Task[None]]]
 

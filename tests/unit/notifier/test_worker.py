@@ -27,7 +27,7 @@ from tests.unit.notifier.helpers import (
     text_of,
     wait_until,
 )
-from tests.unit.notifier.smtp_sink import SmtpSink
+from tests.smtp_sink import SmtpSink
 
 FROM = "earshot <no-reply@earshot.local>"
 
