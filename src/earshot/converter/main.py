@@ -51,7 +51,9 @@ async def serve(settings: ConverterSettings, *, stop: asyncio.Event | None = Non
             max_deliveries=settings.queue_max_deliveries,
         )
         resources.push_async_callback(queue.close)
-        blobs = open_blob_store(settings.storage_url)
+        # Remote stores' local copies of inputs live in this process's own work dir, so a
+        # SIGKILLed converter's copies are removed by the next converter to start.
+        blobs = open_blob_store(settings.storage_url, temp_dir=own_work_dir.path)
         resources.push_async_callback(blobs.close)
         worker = ConversionWorker(
             queue=queue,

@@ -2,6 +2,9 @@
 
 Conditional and partial requests follow RFC 9110: `If-None-Match` → 304, a single `Range` → 206,
 an unsatisfiable one → 416; several ranges are answered with the whole file (allowed, and simpler).
+With `download_redirect` on and a store that presigns (S3), the answer is instead a 307 to the
+store itself, whose URL carries the attachment name and media type; the store then serves the
+bytes, ranges and conditional requests.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from pathlib import PurePath
 from urllib.parse import quote
 
 from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
-from earshot.common.blobs import BlobInfo, BlobStore
+from earshot.common.blobs import BlobInfo, BlobStore, presign_download
 from earshot.common.messages import AUDIO_MEDIA_TYPES
 from earshot.common.problems import NotFound, Problem
+from earshot.gateway.deps import get_gateway
 from earshot.gateway.models import Job
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -51,6 +55,7 @@ async def audio_response(
     if info is None:
         raise NotFound("the audio file is missing")
     etag = f'"{info.etag}"'
+    media_type = AUDIO_MEDIA_TYPES.get(job.format, "application/octet-stream")
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
@@ -60,6 +65,9 @@ async def audio_response(
     }
     if _matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+    redirect = await _redirect(request, blobs=blobs, job=job, media_type=media_type)
+    if redirect is not None:
+        return redirect
     span = _requested_span(request, info=info, etag=etag)
     status = 200
     start, end = 0, info.size_bytes - 1
@@ -72,8 +80,28 @@ async def audio_response(
         blobs.read(job.output_key, start=start, end=end, chunk_bytes=chunk_bytes),
         status_code=status,
         headers=headers,
-        media_type=AUDIO_MEDIA_TYPES.get(job.format, "application/octet-stream"),
+        media_type=media_type,
     )
+
+
+async def _redirect(
+    request: Request, *, blobs: BlobStore, job: Job, media_type: str
+) -> RedirectResponse | None:
+    """A 307 to a presigned URL of the store, when enabled and the store can give one."""
+    settings = get_gateway(request).settings
+    if not settings.download_redirect:
+        return None
+    url = await presign_download(
+        blobs,
+        job.output_key,
+        content_disposition=content_disposition(download_filename(job)),
+        media_type=media_type,
+        expires_seconds=settings.download_redirect_seconds,
+    )
+    if url is None:
+        return None
+    # The URL is a short-lived credential: no cache may keep it.
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

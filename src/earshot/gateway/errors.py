@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import ClientDisconnect
 
+from earshot.common.blobs import BlobError
 from earshot.common.problems import Problem, problem_response
 from earshot.common.tokens import KeySetUnavailable
 
@@ -49,6 +50,10 @@ def install_gateway_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
         _log.warning("tokens.keys_unavailable", error=str(exc))
         return unavailable(request, "tokens cannot be verified right now", retry_after_seconds)
 
+    async def on_storage_down(request: Request, exc: Exception) -> Response:
+        _log.error("storage.unavailable", error=str(exc).splitlines()[0][:300])
+        return unavailable(request, "file storage is unavailable, retry later", retry_after_seconds)
+
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         _log.info("request.client_disconnected", path=request.url.path)
         return PlainTextResponse("client disconnected", status_code=400)
@@ -58,6 +63,8 @@ def install_gateway_handlers(app: FastAPI, *, retry_after_seconds: int) -> None:
     for error in (OperationalError, InterfaceError, PoolTimeoutError):
         app.add_exception_handler(error, on_database_down)
     app.add_exception_handler(KeySetUnavailable, on_keys_down)
+    # BlobNotFound is a subclass, but routes turn it into their own 404 before it gets here.
+    app.add_exception_handler(BlobError, on_storage_down)
 
 
 def unavailable(request: Request, detail: str, retry_after_seconds: int) -> Response:

@@ -53,6 +53,18 @@ class GatewaySettings(CommonSettings):
         description="Uploads are written to, and downloads read from, the blob store in chunks "
         "of this size (bounds the memory one transfer holds).",
     )
+    download_redirect: bool = Field(
+        default=False,
+        description="Answer audio downloads with a 307 redirect to a short-lived URL of the blob "
+        "store (S3 presigned), so that the bytes bypass the gateway. Ignored by stores that "
+        "cannot presign (the folder). Clients must be able to reach the store.",
+    )
+    download_redirect_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="How long a download redirect URL stays valid (S3 allows up to 7 days).",
+    )
     probe_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Longest time spent inspecting an uploaded file."
     )
