@@ -17,7 +17,7 @@ from earshot.common.health import health_router
 from earshot.common.problems import install_problem_handlers
 from earshot.common.queue import MessageQueue
 from earshot.common.tokens import TokenVerifier
-from earshot.gateway import routes_api, routes_course
+from earshot.gateway import routes_admin, routes_api, routes_course
 from earshot.gateway.background import running_in_background
 from earshot.gateway.deps import Gateway
 from earshot.gateway.errors import install_gateway_handlers
@@ -76,6 +76,7 @@ def _install_routes(app: FastAPI, gateway: Gateway, engine: AsyncEngine) -> None
     install_gateway_handlers(app, retry_after_seconds=gateway.settings.db_retry_after_seconds)
     app.include_router(routes_course.router)
     app.include_router(routes_api.router)
+    app.include_router(routes_admin.router)
     app.include_router(_health(gateway, engine))
     app.include_router(gateway.metrics.router())
     app.add_middleware(RequestIdMiddleware)

@@ -46,9 +46,9 @@ _log = structlog.get_logger()
 _OPEN_STATES = (QUEUED, PROCESSING)
 
 
-def finished_message_id(job_id: str) -> str:
-    """The outbox/queue message id of a job's one `JobFinished`."""
-    return f"{job_id}:finished"
+def finished_message_id(job_id: str, outcome: str) -> str:
+    """The message id of a job's one `JobFinished` per outcome (a redriven job may get a second)."""
+    return f"{job_id}:finished:{outcome}"
 
 
 def course_download_url(public_url: str, fid: str) -> str:
@@ -126,7 +126,9 @@ class JobEventHandler:
         if staged is not None:
             _log.info("job.finished", job_id=job.id, user_id=job.user_id, state=job.state)
             await self._relay.publish_now([staged])
-            await self._drop_input(job)
+            if not (isinstance(event, JobFailed) and not event.permanent):
+                # A failure that may pass keeps its input, so an admin can redrive the job.
+                await self._drop_input(job)
         return changed
 
     def _stage_finished(self, session: AsyncSession, job: Job) -> OutboxMessage:
@@ -145,7 +147,7 @@ class JobEventHandler:
         return outbox.stage(
             session,
             queue=NOTIFICATIONS_QUEUE,
-            message_id=finished_message_id(job.id),
+            message_id=finished_message_id(job.id, message.outcome),
             body=message.to_bytes(),
         )
 

@@ -39,12 +39,14 @@ class TokenMaker:
             self.key.public_key(), algorithm="EdDSA", issuer=ISSUER, audience=AUDIENCE
         )
 
-    def token(self, user: tuple[str, str] = ALICE, *, expires_in: float = 3600) -> str:
+    def token(
+        self, user: tuple[str, str] = ALICE, *, expires_in: float = 3600, admin: bool = False
+    ) -> str:
         now = datetime.now(tz=UTC)
         claims = {
             "sub": user[0],
             "username": user[1],
-            "admin": False,
+            "admin": admin,
             "iss": ISSUER,
             "aud": AUDIENCE,
             "iat": now,
@@ -53,8 +55,8 @@ class TokenMaker:
         }
         return jwt.encode(claims, self.key, algorithm="EdDSA", headers={"kid": "test"})
 
-    def headers(self, user: tuple[str, str] = ALICE) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
+    def headers(self, user: tuple[str, str] = ALICE, *, admin: bool = False) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user, admin=admin)}"}
 
 
 class FlakyQueue:

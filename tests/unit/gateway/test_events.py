@@ -169,6 +169,6 @@ async def test_the_running_app_applies_events_from_the_queue_and_notifies(
         notice = await take(embedded_queue, NOTIFICATIONS_QUEUE)
         await asyncio.sleep(0.3)  # time for the duplicate to be (not) applied
     assert JobFinished.model_validate_json(notice.body).outcome == "succeeded"
-    assert notice.message_id == f"{job_id}:finished"
+    assert notice.message_id == f"{job_id}:finished:succeeded"
     assert await drain(embedded_queue, NOTIFICATIONS_QUEUE) == []
     assert await state_of(gateway, job_id) == ("succeeded", 100.0, 0)
