@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from earshot.common.db import UtcDateTime, service_metadata
@@ -25,6 +26,11 @@ FAILED: Final = "failed"
 JOB_STATES: Final = (QUEUED, PROCESSING, SUCCEEDED, FAILED)
 FINAL_STATES: Final = (SUCCEEDED, FAILED)
 ERROR_MAX_CHARS: Final = 2000
+# MySQL's FLOAT is single precision: 33.3 would come back as 33.29999923706055, and a duplicate
+# progress event would then look like progress. DOUBLE matches SQLite's REAL and PostgreSQL's FLOAT.
+DOUBLE: Final = Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
+# MySQL's BLOB stops at 64 KiB; MEDIUMBLOB (16 MiB) is the size the other engines allow anyway.
+MESSAGE_BODY: Final = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
 
 
 class Base(DeclarativeBase):
@@ -43,7 +49,7 @@ class Job(Base):
     user_id: Mapped[str] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(16), default=QUEUED)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    progress: Mapped[float] = mapped_column(DOUBLE, default=0.0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     original_filename: Mapped[str] = mapped_column(String(255))
     input_key: Mapped[str] = mapped_column(String(255))
@@ -53,12 +59,12 @@ class Job(Base):
     bitrate: Mapped[str | None] = mapped_column(String(8))
     quality: Mapped[int | None] = mapped_column(Integer)
     input_bytes: Mapped[int] = mapped_column(BigInteger)
-    input_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    input_duration_seconds: Mapped[float | None] = mapped_column(DOUBLE)
     input_container: Mapped[str | None] = mapped_column(String(64))
     input_video_codec: Mapped[str | None] = mapped_column(String(32))
     input_audio_codec: Mapped[str | None] = mapped_column(String(32))
     output_bytes: Mapped[int | None] = mapped_column(BigInteger)
-    output_duration_seconds: Mapped[float | None] = mapped_column(Float)
+    output_duration_seconds: Mapped[float | None] = mapped_column(DOUBLE)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -76,6 +82,6 @@ class OutboxMessage(Base):
     )
     queue: Mapped[str] = mapped_column(String(64))
     message_id: Mapped[str] = mapped_column(String(128), unique=True)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[bytes] = mapped_column(MESSAGE_BODY)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)

@@ -177,3 +177,15 @@ async def output_codec(blobs: FolderBlobStore, key: str) -> str:
     async with blobs.local_path(key) as path:
         with av.open(str(path)) as container:
             return str(container.streams.audio[0].codec.canonical_name)
+
+
+def stray_processes() -> list[psutil.Process]:
+    """Live descendants of this test process, except session-long test servers (moto's S3)."""
+    found = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.is_running() and not any("moto" in a for a in process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found

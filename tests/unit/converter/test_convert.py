@@ -6,7 +6,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
-import psutil
 import pytest
 
 from earshot.common.messages import AudioFormat, ConversionOptions
@@ -14,6 +13,7 @@ from earshot.converter.arguments import FfmpegConfig
 from earshot.converter.convert import convert
 from earshot.converter.ffmpeg import ConversionTimeout, InputError
 from tests.unit.converter.conftest import LONG_SECONDS
+from tests.unit.converter.support import stray_processes
 
 
 def _audio_facts(path: Path) -> tuple[str, float, list[bytes]]:
@@ -193,4 +193,4 @@ async def test_the_time_limit_kills_ffmpeg(
             options=ConversionOptions(),
             ffmpeg=replace(ffmpeg_config, timeout_seconds=0.3),
         )
-    assert [p for p in psutil.Process().children(recursive=True) if p.is_running()] == []
+    assert stray_processes() == []

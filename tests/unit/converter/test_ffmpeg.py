@@ -21,7 +21,7 @@ from earshot.converter.ffmpeg import (
     classify_failure,
     run_ffmpeg,
 )
-from tests.unit.converter.support import wait_until_gone
+from tests.unit.converter.support import stray_processes, wait_until_gone
 
 
 def test_progress_parser_reads_microseconds_and_block_ends() -> None:
@@ -78,7 +78,7 @@ def _script(tmp_path: Path, body: str) -> str:
 
 
 def _descendants() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children(recursive=True) if p.is_running()]
+    return stray_processes()
 
 
 async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:

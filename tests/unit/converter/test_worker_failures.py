@@ -8,7 +8,6 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
-import psutil
 import pytest
 
 from earshot.common.blobs.folder import FolderBlobStore
@@ -35,6 +34,7 @@ from tests.unit.converter.support import (
     make_worker,
     queue_is_empty,
     running,
+    stray_processes,
     submit,
 )
 
@@ -122,7 +122,7 @@ async def test_the_time_limit_fails_the_job_and_cleans_up(
     assert isinstance(failed, JobFailed)
     assert failed.permanent
     assert "longer than the limit of 0.3 seconds" in failed.reason
-    assert [p for p in psutil.Process().children(recursive=True) if p.is_running()] == []
+    assert stray_processes() == []
     assert job_dirs(work_dir) == []
 
 

@@ -7,8 +7,11 @@ Create Date: 2026-12-03
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
 revision = "0001"
 down_revision = None
@@ -16,8 +19,13 @@ branch_labels = None
 depends_on = None
 
 
+# MySQL/MariaDB: utf8mb4 whatever the server's default, and binary comparison like the other engines.
+MYSQL_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
 def _utc() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
+    # MySQL's plain DATETIME drops microseconds; the value is UTC, stored without a zone there.
+    return sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
@@ -35,6 +43,7 @@ def upgrade() -> None:
         sa.Column("updated_at", _utc(), nullable=False),
         sa.Column("sent_at", _utc(), nullable=True),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_notifications")),
+        **MYSQL_TABLE,
     )
     op.create_index(op.f("ix_notifications_job_id"), "notifications", ["job_id"])
 
