@@ -35,12 +35,14 @@ class CommonSettings(BaseSettings):
     broker_url: str = Field(
         default="",
         description="Message broker. Empty: the embedded durable queue in DATA_DIR/queue.db "
-        "(also `sqlite:///PATH`). `amqp://...` for RabbitMQ.",
+        "(also `sqlite:///PATH`). `amqp://user:pass@host:5672/vhost` for RabbitMQ.",
     )
     storage_url: str = Field(
         default="",
         description="Blob store. Empty: the folder DATA_DIR/blobs (also `file:///PATH`). "
-        "`s3://BUCKET?endpoint_url=...` for S3.",
+        "`s3://BUCKET?endpoint_url=URL&region=REGION` for S3 (options: `prefix`, `part_size_mb`, "
+        "`addressing_style`, `presign_endpoint_url`; credentials from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY).",
     )
     log_level: str = Field(default="info", description="debug, info, warning, error.")
     log_format: Literal["auto", "json", "console"] = Field(
