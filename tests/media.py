@@ -64,6 +64,12 @@ def silent_video(path: Path, *, seconds: float = 2) -> Path:
     return path
 
 
+def tag(source: Path, path: Path, *, title: str) -> Path:
+    """A copy of `source` whose container metadata carries `title` (streams copied as they are)."""
+    _run(["-i", str(source), "-c", "copy", "-metadata", f"title={title}", str(path)])
+    return path
+
+
 def truncated(source: Path, path: Path, *, keep_fraction: float = 0.3) -> Path:
     """The first part of a real media file: a corrupt upload."""
     data = source.read_bytes()

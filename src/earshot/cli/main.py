@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from earshot.cli.deadletters import app as dead_letters_app
 from earshot.cli.errors import fail
 from earshot.cli.supervisor import Supervisor, service_command
 from earshot.common.logging import configure_logging
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 
 @app.callback()

@@ -1,4 +1,6 @@
-"""The queue port's contract, written once and run against every adapter (embedded, in-memory)."""
+"""The queue port's contract, written once and run against every adapter (embedded, in-memory,
+RabbitMQ). Where adapters promise different things (see the port's docstring) a test asserts what
+each one promises, as its rig states it, instead of skipping."""
 
 from __future__ import annotations
 
@@ -144,7 +146,9 @@ async def test_a_message_held_by_a_killed_process_is_delivered_again(
     killed_at = time.monotonic()
 
     assert (output, child.returncode) == (b"m1 1\n", -9)
-    await queue_rig.expect_nothing(queue, JOBS, seconds=0.3)
+    if queue_rig.leases:
+        # The dead holder's lease still runs: nothing comes back before it lapses.
+        await queue_rig.expect_nothing(queue, JOBS, seconds=0.3)
     delivery = await queue_rig.receive(queue, JOBS, timeout=5)
     assert (delivery.message_id, delivery.attempt) == ("m1", 2)
     assert time.monotonic() - killed_at < lease_seconds + 1
@@ -222,15 +226,20 @@ async def test_redrive_of_an_unknown_message_is_false(queue_rig: QueueRig) -> No
     assert await queue_rig.open().redrive(JOBS, "nope") is False
 
 
-async def test_publishing_the_same_message_id_twice_keeps_one_copy(queue_rig: QueueRig) -> None:
+async def test_publishing_the_same_message_id_twice(queue_rig: QueueRig) -> None:
     queue = queue_rig.open()
 
     await queue.publish(JOBS, b"first", message_id="m1")
     await queue.publish(JOBS, b"again", message_id="m1")
 
     delivery = await queue_rig.receive(queue, JOBS)
-    assert delivery.body == b"first"
+    assert (delivery.message_id, delivery.body) == ("m1", b"first")
     await delivery.ack()
+    if not queue_rig.deduplicates:
+        # Both copies arrive, under the same id: consumers must be idempotent.
+        again = await queue_rig.receive(queue, JOBS)
+        assert (again.message_id, again.body) == ("m1", b"again")
+        await again.ack()
     await queue_rig.expect_nothing(queue, JOBS)
 
 

@@ -1,7 +1,16 @@
 """The message-queue port: durable at-least-once queues with acks, delayed retry and dead-lettering.
 
-Adapters: `embedded` (SQLite file shared by processes on one machine; the default) and, later,
-RabbitMQ. Only the adapters speak to a broker; services see `MessageQueue` and `Delivery`.
+Adapters: `embedded` (SQLite file shared by processes on one machine; the default), `rabbitmq`
+(quorum queues on RabbitMQ 3.10+) and `memory` (a test double). Only the adapters speak to a
+broker; services see `MessageQueue` and `Delivery`.
+
+Delivery is at least once: a message can arrive twice (a publish retried after a lost confirm, a
+consumer that died after its work but before its ack), so consumers must be idempotent. Promises
+that differ by adapter, stated by the contract tests' rig:
+- deduplication: the embedded and memory queues keep one copy of a `message_id` published twice
+  while it is queued; RabbitMQ keeps both.
+- redelivery of a dead holder's message: the embedded queue waits for its lease to lapse
+  (`lease_seconds`); RabbitMQ redelivers as soon as it sees the connection drop.
 """
 
 from __future__ import annotations
@@ -25,7 +34,10 @@ class Delivery(Protocol):
 
     @property
     def attempt(self) -> int:
-        """How many times this message has been delivered, this time included (from 1)."""
+        """How many times this message has been delivered, this time included (from 1).
+
+        Counts retries and returns (a consumer that died or closed while holding it).
+        """
         ...
 
     async def ack(self) -> None:
@@ -49,7 +61,10 @@ class MessageQueue(Protocol):
         ...
 
     def consume(self, queue: str) -> AsyncIterator[Delivery]:
-        """Deliveries from `queue`, forever; held deliveries stay leased while the process lives."""
+        """Deliveries from `queue` until the connection is closed; held ones stay held meanwhile.
+
+        A message delivered `max_deliveries` times without an ack is dead-lettered instead.
+        """
         ...
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[tuple[str, bytes, str]]:
@@ -74,7 +89,16 @@ def open_queue(
     lease_seconds: float = 30.0,
     max_deliveries: int = 10,
 ) -> MessageQueue:
-    """Build the adapter chosen by `url`'s scheme."""
+    """Build the adapter chosen by `url`'s scheme.
+
+    `sqlite:///PATH`: the embedded queue (`poll_seconds`, `lease_seconds` apply).
+    `amqp://USER:PASS@HOST:PORT/VHOST` or `amqps://...` (aio-pika's query options allowed, e.g.
+    `?heartbeat=30`): RabbitMQ; a consumer holds one unacked message per delivery it works on.
+    """
+    if url.startswith(("amqp://", "amqps://")):
+        from earshot.common.queue.rabbitmq import RabbitMQQueue
+
+        return RabbitMQQueue(url, max_deliveries=max_deliveries)
     if url.startswith("sqlite:///"):
         from earshot.common.queue.embedded import EmbeddedQueue
 
@@ -85,4 +109,6 @@ def open_queue(
             max_deliveries=max_deliveries,
         )
     scheme = url.split(":", 1)[0]
-    raise QueueError(f"unsupported broker URL scheme {scheme!r} (supported: sqlite:///PATH)")
+    raise QueueError(
+        f"unsupported broker URL scheme {scheme!r} (supported: sqlite:///PATH, amqp://, amqps://)"
+    )
