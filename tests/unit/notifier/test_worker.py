@@ -17,6 +17,7 @@ from earshot.notifier.models import FAILED, SENDING, SENT
 from earshot.notifier.settings import NotifierSettings
 from earshot.notifier.store import NotificationStore
 from earshot.notifier.worker import NotificationHandler, parse_event
+from tests.smtp_sink import SmtpSink
 from tests.unit.notifier.conftest import StartLoop
 from tests.unit.notifier.helpers import (
     CountingMailer,
@@ -27,7 +28,6 @@ from tests.unit.notifier.helpers import (
     text_of,
     wait_until,
 )
-from tests.smtp_sink import SmtpSink
 
 FROM = "earshot <no-reply@earshot.local>"
 
