@@ -97,3 +97,17 @@ def emails_for(system: System, needle: str) -> list[EmailMessage]:
         if needle in email_text(message) or needle in str(message["Subject"]):
             found.append(message)
     return found
+
+
+def wait_for_emails(
+    system: System, needle: str, *, count: int = 1, timeout: float = 60, settle: float = 1.0
+) -> list[EmailMessage]:
+    """The emails mentioning `needle` once `count` of them arrived, after `settle` seconds more
+    (time for a duplicate, if there were to be one, to show up too)."""
+    deadline = time.monotonic() + timeout
+    while len(emails_for(system, needle)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"fewer than {count} emails about {needle}\n{system.logs()}")
+        time.sleep(0.2)
+    time.sleep(settle)
+    return emails_for(system, needle)

@@ -11,7 +11,7 @@ import av
 import httpx
 import pytest
 
-from tests.e2e.conftest import email_text, emails_for, login, wait_for_job
+from tests.e2e.conftest import email_text, login, wait_for_emails, wait_for_job
 from tests.e2e.system import System
 
 CURL = shutil.which("curl")
@@ -68,7 +68,7 @@ def test_course_curl_commands_work_unchanged(system: System, vp9_mkv: Path, tmp_
         assert 2.5 < container.duration / 1_000_000 < 3.5
 
     # and the user got exactly one email naming the fid, with the course's subject
-    mails = emails_for(system, answer["fid"])
+    mails = wait_for_emails(system, answer["fid"])
     assert len(mails) == 1
     assert mails[0]["Subject"] == "MP3 Download"
     assert mails[0]["To"] == "georgio@email.com"

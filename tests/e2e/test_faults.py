@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests import media
-from tests.e2e.conftest import emails_for, login, wait_for_job
+from tests.e2e.conftest import login, wait_for_emails, wait_for_job
 from tests.e2e.system import System
 
 
@@ -58,8 +57,7 @@ def test_sigkilled_converter_mid_job_is_picked_up_again(system: System, long_vid
     assert done["attempt"] >= 2
     assert abs(done["output"]["duration_seconds"] - 1200) < 2
     assert len(system.blobs("audio")) == outputs_before + 1
-    time.sleep(1.5)
-    assert len(emails_for(system, job["fid"])) == 1
+    assert len(wait_for_emails(system, job["fid"])) == 1
     assert not list((system.data_dir / "tmp").rglob("*.mp3"))
 
 
@@ -81,6 +79,5 @@ def test_restart_of_every_service_with_jobs_queued_loses_and_duplicates_nothing(
     for job in jobs:
         assert wait_for_job(system, token, job["job_id"])["state"] == "succeeded"
     assert len(system.blobs("audio")) == outputs_before + 6
-    time.sleep(1.5)
     for job in jobs:
-        assert len(emails_for(system, job["fid"])) == 1
+        assert len(wait_for_emails(system, job["fid"], settle=0.1)) == 1

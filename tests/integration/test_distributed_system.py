@@ -48,19 +48,28 @@ class Cluster:
     tokens: dict[str, str] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
 
-    def s3_keys(self, prefix: str) -> list[str]:
-        client = boto3.client(
+    def _s3(self) -> Any:
+        return boto3.client(
             "s3",
             endpoint_url=self.moto.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def s3_keys(self, prefix: str) -> list[str]:
+        client = self._s3()
         keys: list[str] = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))
         client.close()
         return keys
+
+    def unfinished_uploads(self) -> int:
+        client = self._s3()
+        uploads = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        client.close()
+        return len(uploads)
 
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -231,10 +240,12 @@ def assert_exactly_once(cluster: Cluster, jobs: list[dict[str, Any]]) -> dict[st
         "lost_emails": sum(1 for job in jobs if emails[job["id"]] == 0),
         "duplicate_emails": sum(count - 1 for count in emails.values() if count > 1),
         "leftover_inputs": len(cluster.s3_keys("videos/")),
+        "unfinished_multipart_uploads": cluster.unfinished_uploads(),
     }
     assert figures["succeeded"] == len(jobs), [j for j in jobs if j["state"] != "succeeded"][:3]
     assert figures["outputs"] == len(jobs)
     assert figures["lost_emails"] == 0 and figures["duplicate_emails"] == 0, figures
+    assert figures["leftover_inputs"] == 0 and figures["unfinished_multipart_uploads"] == 0, figures
     return figures
 
 
