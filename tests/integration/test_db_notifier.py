@@ -45,8 +45,9 @@ async def test_a_claimed_notification_is_sent_once(store: NotificationStore) -> 
     key = event_id(event)
 
     first = await claim(store, event)
-    retry = await claim(store, event)  # the send failed transiently: a redelivery tries again
+    # the send failed transiently, which releases the claim: a redelivery tries again
     await store.note_error(key, error="421 try later")
+    retry = await claim(store, event)
     await store.mark_sent(key)
     after_sent = await claim(store, event)
 
@@ -81,11 +82,26 @@ async def test_racing_claims_keep_one_record_and_none_succeeds_once_it_is_sent(
     await store.mark_sent(event_id(event))
     after = await asyncio.gather(*(claim(store, event) for _ in range(3)))
 
-    # then each racer holds the record or is told to retry (never an error), one record exists,
+    # then exactly one racer holds the claim, the other is told to retry (never an error),
     # and once it is sent no claim succeeds
     claimed = [result for result in racing if isinstance(result, Notification)]
     assert all(isinstance(result, Notification | ClaimConflict) for result in racing), racing
-    assert claimed and after == [None, None, None]
+    assert len(claimed) == 1 and after == [None, None, None]
     record = await store.get(event_id(event))
-    assert record is not None and record.state == "sent"
-    assert 1 <= record.attempts <= len(claimed)
+    assert record is not None and record.state == "sent" and record.attempts == 1
+
+
+async def test_many_racing_claims_on_a_retried_notification_let_one_through(
+    store: NotificationStore,
+) -> None:
+    # given an outcome whose first send failed transiently (claim released)
+    event = an_outcome()
+    await claim(store, event)
+    await store.note_error(event_id(event), error="421 try later")
+
+    # when five deliveries race for it
+    racing = await asyncio.gather(*(claim(store, event) for _ in range(5)), return_exceptions=True)
+
+    # then one wins and four are told to come back later
+    assert sum(isinstance(result, Notification) for result in racing) == 1
+    assert sum(isinstance(result, ClaimConflict) for result in racing) == 4

@@ -51,7 +51,9 @@ async def serve(settings: NotifierSettings, *, stop: asyncio.Event | None = None
     mailer = open_mailer(settings.smtp_url, outbox_dir=settings.outbox_dir)
     try:
         await _report_mailer(mailer)
-        store = NotificationStore(session_factory(engine))
+        store = NotificationStore(
+            session_factory(engine), claim_lease_seconds=settings.notifier_claim_lease_seconds
+        )
         await consume_notifications(queue, store=store, mailer=mailer, settings=settings, stop=stop)
     finally:
         for sig in _STOP_SIGNALS:

@@ -44,3 +44,5 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # While in the future, one consumer is sending this email; nobody else may claim it.
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

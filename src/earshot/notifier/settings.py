@@ -33,6 +33,12 @@ class NotifierSettings(CommonSettings):
         description="Sends of one notification that failed transiently (SMTP down, 4xx) before it "
         "is recorded as failed.",
     )
+    notifier_claim_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="While one notifier sends an email, others handed the same outcome wait this "
+        "long before they may try (a notifier that died mid-send is taken over after it).",
+    )
     notifier_retry_backoff_base_seconds: float = Field(
         default=5.0,
         gt=0,

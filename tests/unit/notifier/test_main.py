@@ -34,7 +34,7 @@ async def test_prepare_is_idempotent(settings: NotifierSettings) -> None:
         version = db.execute("SELECT version_num FROM alembic_version_notifier").fetchall()
     db.close()
     assert {"notifications", "alembic_version_notifier"} <= tables
-    assert version == [("0001",)]
+    assert version == [("0002",)]
 
 
 def test_settings_defaults_derive_from_the_data_dir(tmp_path: Path) -> None:

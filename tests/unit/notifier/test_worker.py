@@ -164,20 +164,44 @@ async def test_a_crash_between_send_and_record_resends_the_same_email_into_one_f
                 raise RuntimeError("killed")
             await super().mark_sent(event_id)
 
-    crashing = CrashingStore(store._sessions)
+    crashing = CrashingStore(store._sessions, claim_lease_seconds=0.3)
     handler = NotificationHandler(store=crashing, mailer=outbox_mailer, mail_from=FROM)
     delivery = HeldDelivery(job_finished().to_bytes())
     with pytest.raises(RuntimeError):
         await handler(delivery)
 
-    # when it is redelivered
+    # when it is redelivered at once, then it waits for the dead sender's claim to lapse
     delivery.attempt = 2
+    with pytest.raises(TransientError, match="another consumer"):
+        await handler(delivery)
+    await asyncio.sleep(0.35)
+    delivery.attempt = 3
     await handler(delivery)
 
     # then the email went out again with the same Message-ID: the outbox still holds one
     assert len(outbox(settings.outbox_dir)) == 1
     record = await store.get("j-123:succeeded")
     assert record is not None and record.state == SENT and record.attempts == 2
+
+
+async def test_two_notifiers_handed_the_same_outcome_send_it_once(
+    store: NotificationStore, outbox_mailer: Mailer
+) -> None:
+    # given two consumers that receive the same JobFinished at the same moment
+    mailer = CountingMailer(outbox_mailer)
+    handlers = [NotificationHandler(store=store, mailer=mailer, mail_from=FROM) for _ in range(2)]
+    body = job_finished().to_bytes()
+
+    # when both handle it
+    results = await asyncio.gather(
+        *(handler(HeldDelivery(body)) for handler in handlers), return_exceptions=True
+    )
+
+    # then one sent it and the other was told to come back later (when it will find it sent)
+    assert len(mailer.sent) == 1
+    assert [r for r in results if r is not None and not isinstance(r, TransientError)] == []
+    await handlers[0](HeldDelivery(body))
+    assert len(mailer.sent) == 1
 
 
 async def test_a_database_outage_after_sending_is_waited_out_not_resent(
