@@ -7,11 +7,10 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from earshot.common.settings import CommonSettings
-from earshot.common.tokens import JwtAlgorithm
+from earshot.common.tokens import TokenSettings
 
 
-class AuthSettings(CommonSettings):
+class AuthSettings(TokenSettings):
     """Settings of the auth service (environment variables `EARSHOT_<FIELD>`)."""
 
     auth_host: str = Field(default="127.0.0.1", description="Address the auth service listens on.")
@@ -20,11 +19,6 @@ class AuthSettings(CommonSettings):
         default="",
         description="Users database. Empty: SQLite in DATA_DIR/auth.db. "
         "`mysql+asyncmy://...` or `postgresql+asyncpg://...` for a server.",
-    )
-    jwt_algorithm: JwtAlgorithm = Field(
-        default="EdDSA",
-        description="Token signing: `EdDSA` (Ed25519) or `RS256` with a published JWKS, "
-        "or the course's symmetric `HS256` with EARSHOT_JWT_SECRET.",
     )
     jwt_private_key: SecretStr | None = Field(
         default=None,
@@ -35,13 +29,6 @@ class AuthSettings(CommonSettings):
         default=None,
         description="Path of a PEM private key file, instead of EARSHOT_JWT_PRIVATE_KEY.",
     )
-    jwt_secret: SecretStr | None = Field(
-        default=None,
-        description="HS256 only: the secret shared with the gateway (at least 32 bytes). Empty: in "
-        "development generated once into DATA_DIR/keys; production refuses to start.",
-    )
-    jwt_issuer: str = Field(default="earshot", description="The tokens' `iss` claim.")
-    jwt_audience: str = Field(default="earshot", description="The tokens' `aud` claim.")
     access_token_ttl_seconds: int = Field(
         default=86400, gt=0, description="Lifetime of an access token (the course's one day)."
     )

@@ -19,11 +19,39 @@ from typing import Any, Literal, Protocol
 import httpx
 import jwt
 import structlog
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr, ValidationError, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_serializer,
+)
 
 from earshot.common.settings import CommonSettings, SettingsError
 
 JwtAlgorithm = Literal["EdDSA", "RS256", "HS256"]
+
+
+class TokenSettings(CommonSettings):
+    """The token settings auth (which signs) and the gateway (which verifies) must agree on."""
+
+    jwt_algorithm: JwtAlgorithm = Field(
+        default="EdDSA",
+        description="Token signing: `EdDSA` (Ed25519) or `RS256` with a published JWKS that the "
+        "gateway verifies locally, or the course's symmetric `HS256` with EARSHOT_JWT_SECRET.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 only: the secret auth and the gateway share (at least 32 bytes). Empty: "
+        "in development generated once into DATA_DIR/keys; production refuses to start.",
+    )
+    jwt_issuer: str = Field(default="earshot", description="The tokens' `iss` claim.")
+    jwt_audience: str = Field(default="earshot", description="The tokens' `aud` claim.")
+
+
 REQUIRED_CLAIMS = ("sub", "username", "admin", "iss", "aud", "iat", "exp", "jti")
 MIN_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 MAX_TOKEN_CHARS = 8192  # far above a real token; parsing megabytes of junk is wasted work

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from earshot.common.settings import CommonSettings
-from earshot.common.tokens import JwtAlgorithm
+from earshot.common.tokens import TokenSettings
 
 GIB = 1 << 30
 MIB = 1 << 20
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(TokenSettings):
     """Settings of the gateway (environment variables `EARSHOT_<FIELD>`)."""
 
     gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on.")
@@ -25,18 +24,6 @@ class GatewaySettings(CommonSettings):
         default="http://127.0.0.1:8081",
         description="Base URL of the auth service (login proxy and JWKS).",
     )
-    jwt_algorithm: JwtAlgorithm = Field(
-        default="EdDSA",
-        description="Token signature algorithm (as auth's): EdDSA/RS256 tokens are verified "
-        "locally with auth's JWKS, HS256 ones with the shared EARSHOT_JWT_SECRET.",
-    )
-    jwt_secret: SecretStr | None = Field(
-        default=None,
-        description="HS256 only: the secret shared with auth. Empty: in development the one "
-        "generated into DATA_DIR/keys; production refuses to start.",
-    )
-    jwt_issuer: str = Field(default="earshot", description="Expected `iss` claim of tokens.")
-    jwt_audience: str = Field(default="earshot", description="Expected `aud` claim of tokens.")
     jwks_cache_seconds: float = Field(
         default=300.0, gt=0, description="How long the gateway trusts a fetched JWKS."
     )
