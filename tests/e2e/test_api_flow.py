@@ -6,9 +6,13 @@ from pathlib import Path
 
 import av
 import httpx
+import pytest
 
 from tests.e2e.conftest import login, wait_for_job
 from tests.e2e.system import System
+
+# Whole processes on 2 cores: slower than a unit test, bounded all the same.
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_api_walkthrough(system: System, h264_mp4: Path, tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ import pytest
 from tests.e2e.conftest import email_text, login, wait_for_emails, wait_for_job
 from tests.e2e.system import System
 
+# Whole processes on 2 cores: slower than a unit test, bounded all the same.
+pytestmark = pytest.mark.timeout(300)
+
 CURL = shutil.which("curl")
 requires_curl = pytest.mark.skipif(CURL is None, reason="the course flow is run with real curl")
 

@@ -12,6 +12,9 @@ from tests import media
 from tests.e2e.conftest import login, wait_for_emails, wait_for_job
 from tests.e2e.system import System
 
+# Whole processes on 2 cores: slower than a unit test, bounded all the same.
+pytestmark = pytest.mark.timeout(600)
+
 
 @pytest.fixture(scope="module")
 def long_video(media_dir: Path) -> Path:

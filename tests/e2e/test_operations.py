@@ -19,6 +19,9 @@ import pytest
 from tests.e2e.conftest import login
 from tests.e2e.system import System, earshot, running
 
+# Whole processes on 2 cores: slower than a unit test, bounded all the same.
+pytestmark = pytest.mark.timeout(600)
+
 GIB = 1 << 30
 CHUNK = b"\0" * (1 << 20)
 

@@ -28,7 +28,7 @@ from tests.integration.faults import TcpProxy
 from tests.moto_server import MotoServer
 from tests.smtp_sink import SmtpSink
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 USERS = [f"user{n}@example.com" for n in range(10)]
 PASSWORD = "distributed-password-1"
@@ -280,7 +280,7 @@ def test_100_concurrent_jobs_from_10_users_all_succeed_in_isolation(
 def test_100_jobs_survive_a_killed_converter_a_broker_restart_and_a_database_outage(
     cluster: Cluster, media_dir: Path
 ) -> None:
-    clip = media.h264_aac_mp4(media_dir / "dist-long.mp4", seconds=60, size="64x64", rate=1)
+    clip = media.h264_aac_mp4(media_dir / "dist-long.mp4", seconds=180, size="64x64", rate=1)
     system = cluster.system
     started = time.monotonic()
     jobs = submit_concurrently(cluster, clip, tag="faults")
@@ -288,8 +288,8 @@ def test_100_jobs_survive_a_killed_converter_a_broker_restart_and_a_database_out
 
     # a converter dies mid-conversion
     deadline = time.monotonic() + 120
-    while not any((s := job_state(cluster, j)) and s["state"] == "processing" for j in jobs[:20]):
-        assert time.monotonic() < deadline, "no job started"
+    while not any((s := job_state(cluster, j)) and s["state"] == "processing" for j in jobs):
+        assert time.monotonic() < deadline, "no job was converting"
         time.sleep(0.2)
     assert system.stop("converter", sig=signal.SIGKILL) == -signal.SIGKILL
     system.start("converter")

@@ -117,6 +117,9 @@ async def ensure_admin(settings: AuthSettings) -> str | None:
         async with session_factory(engine)() as session:
             if await count_users(session) > 0:
                 return None
+            # End the read before writing: on SQLite two readers that both upgrade to writers
+            # deadlock ("database is locked" at once); a fresh write transaction waits its turn.
+            await session.rollback()
             password = configured or generate_password()
             try:
                 await create_user(
