@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.net import free_port
+
 TEST_REGION = "eu-west-1"
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Variables of a developer's own AWS set-up that would otherwise leak into the tests.
@@ -33,13 +34,6 @@ FOREIGN_AWS_VARIABLES = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_S3",
 )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def use_test_credentials(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.system import System, earshot, running
+from tests.mail import plain_text, read_email
 
 pytestmark = pytest.mark.e2e
 
@@ -74,27 +72,12 @@ def wait_for_job(
         time.sleep(0.2)
 
 
-def read_email(path: Path) -> EmailMessage:
-    """Parse one outbox .eml file."""
-    with path.open("rb") as handle:
-        message = BytesParser(policy=policy.default).parse(handle)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def email_text(message: EmailMessage) -> str:
-    """The plain-text body of an email."""
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())  # type: ignore[attr-defined]
-
-
 def emails_for(system: System, needle: str) -> list[EmailMessage]:
     """Outbox emails whose subject or text mentions `needle` (a fid, a job id, a reason)."""
     found = []
     for path in system.emails():
         message = read_email(path)
-        if needle in email_text(message) or needle in str(message["Subject"]):
+        if needle in plain_text(message) or needle in str(message["Subject"]):
             found.append(message)
     return found
 

@@ -11,8 +11,9 @@ import av
 import httpx
 import pytest
 
-from tests.e2e.conftest import email_text, login, wait_for_emails, wait_for_job
+from tests.e2e.conftest import login, wait_for_emails, wait_for_job
 from tests.e2e.system import System
+from tests.mail import plain_text
 
 # Whole processes on 2 cores: slower than a unit test, bounded all the same.
 pytestmark = pytest.mark.timeout(300)
@@ -75,7 +76,7 @@ def test_course_curl_commands_work_unchanged(system: System, vp9_mkv: Path, tmp_
     assert len(mails) == 1
     assert mails[0]["Subject"] == "MP3 Download"
     assert mails[0]["To"] == "georgio@email.com"
-    assert f"mp3 file_id: {answer['fid']} is now ready!" in email_text(mails[0])
+    assert f"mp3 file_id: {answer['fid']} is now ready!" in plain_text(mails[0])
 
 
 def test_login_errors_are_the_course_plain_text(system: System) -> None:

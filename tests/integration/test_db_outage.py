@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +33,8 @@ from tests.integration.conftest import (
     postgresql_url,
     require_engine,
 )
+from tests.integration.faults import TcpProxy
+from tests.net import free_port
 from tests.unit.gateway.helpers import TokenMaker
 
 pytestmark = pytest.mark.integration
@@ -45,52 +46,6 @@ SCHEMES = {"mariadb": "mysql+asyncmy://root", "postgresql": "postgresql+asyncpg:
 
 def url_at(kind: str, port: int, database: str = "jobs") -> str:
     return f"{SCHEMES[kind]}@127.0.0.1:{port}/{database}"
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class TcpProxy:
-    """Forwards a local port to a database server; `cut` drops it and every open connection."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = unused_port()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, upstream_writer}
-        await asyncio.gather(
-            self._pipe(reader, upstream_writer),
-            self._pipe(upstream_reader, writer),
-            return_exceptions=True,
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            self._writers.discard(writer)
-            writer.transport.abort()
 
 
 @contextlib.asynccontextmanager
@@ -132,7 +87,7 @@ async def ask(client: httpx.AsyncClient) -> tuple[httpx.Response, httpx.Response
 
 @pytest.mark.parametrize("kind", SERVERS)
 async def test_a_server_that_is_down_is_503_at_once(kind: str, tmp_path: Path) -> None:
-    engine = create_engine(url_at(kind, unused_port()))  # the default timeouts
+    engine = create_engine(url_at(kind, free_port()))  # the default timeouts
     try:
         async with gateway_on(engine, tmp_path) as client:
             api, course, seconds = await ask(client)
@@ -188,24 +143,24 @@ async def test_a_database_cut_off_while_serving_is_503_then_recovers(
 ) -> None:
     kind, direct_url = jobs_database
     await migrate_all(direct_url)
-    proxy = TcpProxy(MARIADB_ADDRESS if kind == "mariadb" else POSTGRESQL_ADDRESS)
-    await proxy.start()
+    proxy = TcpProxy((MARIADB_ADDRESS if kind == "mariadb" else POSTGRESQL_ADDRESS)[1])
+    proxy.start()
     engine = create_engine(url_at(kind, proxy.port, direct_url.rsplit("/", 1)[1]))
     try:
         async with gateway_on(engine, tmp_path) as client:
             # given a gateway with pooled connections to its database
             assert (await client.get("/api/v1/jobs")).status_code == 200
             # when the database goes away (every connection dropped, nothing listening)
-            await proxy.cut()
+            proxy.cut()
             api, course, seconds = await ask(client)
             # then 503 with Retry-After, quickly; and service resumes once it is back
             assert_unavailable(api, course)
             assert seconds < 2.0
-            await proxy.start()
+            proxy.restore()
             assert (await client.get("/api/v1/jobs")).status_code == 200
     finally:
         await engine.dispose()
-        await proxy.cut()
+        proxy.stop()
 
 
 @pytest.mark.parametrize(

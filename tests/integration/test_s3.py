@@ -17,7 +17,8 @@ import pytest
 from earshot.common.blobs import BlobError, BlobNotFound
 from earshot.common.blobs.s3 import S3BlobStore
 from earshot.common.blobs.s3_options import MiB, S3Options
-from tests.moto_server import TEST_REGION, MotoServer, TestBucket, free_port, use_test_credentials
+from tests.moto_server import TEST_REGION, MotoServer, TestBucket, use_test_credentials
+from tests.net import free_port
 
 pytestmark = pytest.mark.integration
 

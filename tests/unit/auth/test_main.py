@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from sqlalchemy import inspect
 from earshot.auth.main import prepare
 from earshot.auth.settings import AuthSettings
 from earshot.common.db import create_engine
+from tests.net import free_port
 
 
 async def test_prepare_creates_the_users_table_and_is_idempotent(settings: AuthSettings) -> None:
@@ -36,15 +36,8 @@ async def test_prepare_creates_the_users_table_and_is_idempotent(settings: AuthS
     assert [u["column_names"] for u in uniques] == [["email"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_run_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "EARSHOT_DATA_DIR": str(tmp_path),

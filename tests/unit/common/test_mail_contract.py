@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ import pytest
 from earshot.common.mail import Mailer, MailError, open_mailer
 from earshot.common.mail.outbox import OutboxMailer, eml_file_name
 from earshot.common.mail.smtp import SmtpMailer
+from tests.mail import plain_text, read_outbox
 from tests.smtp_sink import SmtpSink
 
 
@@ -31,12 +30,7 @@ class MailRig:
         """Every message that arrived, parsed."""
         if self.sink is not None:
             return list(self.sink.received)
-        messages = []
-        for path in sorted(self.outbox_dir.glob("*.eml")):
-            parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-            assert isinstance(parsed, EmailMessage)
-            messages.append(parsed)
-        return messages
+        return read_outbox(self.outbox_dir)
 
     def take_down(self) -> None:
         """Make the destination unreachable: the server stops, or the outbox path is a file."""
@@ -72,13 +66,6 @@ def make_message(*, subject: str, to: str, body: str, message_id: str) -> EmailM
     return message
 
 
-def plain_body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert isinstance(part, EmailMessage)
-    # SMTP carries CRLF line ends and a folder keeps LF: both are the same text.
-    return str(part.get_content()).replace("\r\n", "\n")
-
-
 async def test_a_sent_message_arrives_intact(rig: MailRig) -> None:
     await rig.mailer.send(
         make_message(
@@ -93,7 +80,7 @@ async def test_a_sent_message_arrives_intact(rig: MailRig) -> None:
     assert got["Subject"] == "MP3 Download"
     assert got["To"] == "alice@example.com"
     assert got["Message-ID"] == "<job1.succeeded@earshot>"
-    assert "mp3 file_id: abc is now ready!" in plain_body(got)
+    assert "mp3 file_id: abc is now ready!" in plain_text(got)
 
 
 async def test_non_ascii_subject_and_body_survive(rig: MailRig) -> None:
@@ -106,7 +93,7 @@ async def test_non_ascii_subject_and_body_survive(rig: MailRig) -> None:
 
     [got] = rig.received()
     assert got["Subject"] == subject
-    assert plain_body(got) == body
+    assert plain_text(got) == body
 
 
 async def test_check_passes_when_reachable(rig: MailRig) -> None:

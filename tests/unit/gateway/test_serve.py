@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,22 +17,17 @@ import jwt
 import psutil
 import pytest
 
+from tests.net import free_port
+
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 MIB = 1024 * 1024
 UPLOAD_LIMIT = 512 * MIB
 RSS_LIMIT = 150 * MIB
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def gateway_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "EARSHOT_DATA_DIR": str(tmp_path / "data"),

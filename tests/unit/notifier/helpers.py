@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 from earshot.common.mail import Mailer
@@ -44,23 +41,6 @@ def failed_job(**overrides: Any) -> JobFinished:
     }
     values.update(overrides)
     return job_finished(**values)
-
-
-def outbox(folder: Path) -> list[EmailMessage]:
-    """The emails in an outbox folder, parsed, in file-name order."""
-    messages = []
-    for path in sorted(folder.glob("*.eml")):
-        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        messages.append(parsed)
-    return messages
-
-
-def text_of(message: EmailMessage) -> str:
-    """The plain-text body, with LF line ends whatever the transport used."""
-    part = message.get_body(preferencelist=("plain",))
-    assert isinstance(part, EmailMessage)
-    return str(part.get_content()).replace("\r\n", "\n")
 
 
 async def wait_until(condition: Callable[[], Any], *, timeout: float = 10.0) -> None:

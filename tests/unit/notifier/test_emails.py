@@ -2,92 +2,67 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from typing import Any
-
-from earshot.common.messages import JobFinished
 from earshot.notifier.emails import SUCCESS_SUBJECT, build_email, event_id, message_id
+from tests.mail import plain_text
+from tests.unit.notifier.helpers import job_finished
 
 FROM = "earshot <no-reply@earshot.local>"
 
 
-def finished(**overrides: Any) -> JobFinished:
-    values: dict[str, Any] = {
-        "job_id": "j-123",
-        "outcome": "succeeded",
-        "user_id": "u-1",
-        "username": "alice@example.com",
-        "video_fid": "v-1",
-        "mp3_fid": "m-1",
-        "original_filename": "holiday.mkv",
-        "download_url": "http://127.0.0.1:8080/download?fid=m-1",
-        "occurred_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    }
-    values.update(overrides)
-    return JobFinished(**values)
-
-
-def body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert isinstance(part, EmailMessage)
-    return str(part.get_content())
-
-
 def test_success_email_has_the_course_subject_line_and_link() -> None:
-    message = build_email(finished(), mail_from=FROM)
+    message = build_email(job_finished(), mail_from=FROM)
 
     assert message["Subject"] == SUCCESS_SUBJECT == "MP3 Download"
     assert message["To"] == "alice@example.com"
     assert message["From"] == FROM
-    text = body(message)
+    text = plain_text(message)
     assert "mp3 file_id: m-1 is now ready!" in text
     assert "http://127.0.0.1:8080/download?fid=m-1" in text
     assert "holiday.mkv" in text
 
 
 def test_failure_email_names_the_file_and_the_reason() -> None:
-    event = finished(
+    event = job_finished(
         outcome="failed", mp3_fid=None, download_url=None, error="the video has no audio track"
     )
 
     message = build_email(event, mail_from=FROM)
 
     assert message["Subject"] == "Conversion failed: holiday.mkv"
-    assert "Reason: the video has no audio track" in body(message)
-    assert "is now ready" not in body(message)
+    assert "Reason: the video has no audio track" in plain_text(message)
+    assert "is now ready" not in plain_text(message)
 
 
 def test_failure_without_a_reason_still_says_something() -> None:
-    message = build_email(finished(outcome="failed", error=None), mail_from=FROM)
+    message = build_email(job_finished(outcome="failed", error=None), mail_from=FROM)
 
-    assert "Reason: unknown error" in body(message)
+    assert "Reason: unknown error" in plain_text(message)
 
 
 def test_success_without_a_download_url_points_at_the_course_route() -> None:
-    message = build_email(finished(download_url=None), mail_from=FROM)
+    message = build_email(job_finished(download_url=None), mail_from=FROM)
 
-    assert "GET /download?fid=m-1" in body(message)
+    assert "GET /download?fid=m-1" in plain_text(message)
 
 
 def test_the_same_event_always_builds_the_same_email() -> None:
-    first = build_email(finished(), mail_from=FROM)
-    second = build_email(finished(), mail_from=FROM)
+    first = build_email(job_finished(), mail_from=FROM)
+    second = build_email(job_finished(), mail_from=FROM)
 
     assert first.as_bytes() == second.as_bytes()
-    assert first["Message-ID"] == message_id(finished()) == "<j-123.succeeded@earshot>"
-    assert event_id(finished()) == "j-123:succeeded"
+    assert first["Message-ID"] == message_id(job_finished()) == "<j-123.succeeded@earshot>"
+    assert event_id(job_finished()) == "j-123:succeeded"
 
 
 def test_outcomes_of_one_job_get_distinct_ids() -> None:
-    failed = finished(outcome="failed")
+    failed = job_finished(outcome="failed")
 
-    assert message_id(failed) != message_id(finished())
-    assert event_id(failed) != event_id(finished())
+    assert message_id(failed) != message_id(job_finished())
+    assert event_id(failed) != event_id(job_finished())
 
 
 def test_a_file_name_cannot_inject_headers() -> None:
-    event = finished(outcome="failed", original_filename="a.mp4\r\nBcc: victim@example.com")
+    event = job_finished(outcome="failed", original_filename="a.mp4\r\nBcc: victim@example.com")
 
     message = build_email(event, mail_from=FROM)
 
@@ -97,15 +72,15 @@ def test_a_file_name_cannot_inject_headers() -> None:
 
 
 def test_odd_job_ids_still_make_a_valid_message_id() -> None:
-    assert message_id(finished(job_id="a b<c>@d")) == "<a-b-c-d.succeeded@earshot>"
+    assert message_id(job_finished(job_id="a b<c>@d")) == "<a-b-c-d.succeeded@earshot>"
 
 
 def test_long_and_non_ascii_names_survive() -> None:
     name = "Видео — été 🎵 " * 30 + ".mp4"
 
-    message = build_email(finished(outcome="failed", original_filename=name), mail_from=FROM)
+    message = build_email(job_finished(outcome="failed", original_filename=name), mail_from=FROM)
 
     subject = str(message["Subject"])
     assert subject.startswith("Conversion failed: Видео — été 🎵")
     assert subject.endswith("…") and len(subject) == len("Conversion failed: ") + 200
-    assert "Видео — été 🎵" in body(message)
+    assert "Видео — été 🎵" in plain_text(message)

@@ -16,7 +16,8 @@ from earshot.common.messages import NOTIFICATIONS_QUEUE
 from earshot.common.queue import open_queue
 from earshot.notifier.main import prepare
 from earshot.notifier.settings import NotifierSettings
-from tests.unit.notifier.helpers import job_finished, outbox, wait_until
+from tests.mail import read_outbox
+from tests.unit.notifier.helpers import job_finished, wait_until
 
 RUN_NOTIFIER = (
     "from earshot.notifier.main import run; "
@@ -75,7 +76,7 @@ async def test_run_sends_then_stops_cleanly_on_a_signal(
             await queue.close()
 
         # then its email lands in DATA_DIR/outbox and the process stops on the signal
-        await wait_until(lambda: outbox(tmp_path / "outbox"), timeout=30)
+        await wait_until(lambda: read_outbox(tmp_path / "outbox"), timeout=30)
         await wait_until(lambda: (tmp_path / "run" / "notifier.heartbeat").exists())
         process.send_signal(stop_signal)
         returncode = await asyncio.to_thread(process.wait, 20)
@@ -88,4 +89,4 @@ async def test_run_sends_then_stops_cleanly_on_a_signal(
         process.stderr.close()
     assert returncode == 0, stderr
     assert "notifier.stopped" in stderr
-    assert [m["Subject"] for m in outbox(tmp_path / "outbox")] == ["MP3 Download"]
+    assert [m["Subject"] for m in read_outbox(tmp_path / "outbox")] == ["MP3 Download"]

@@ -17,6 +17,7 @@ from earshot.notifier.models import FAILED, SENDING, SENT
 from earshot.notifier.settings import NotifierSettings
 from earshot.notifier.store import NotificationStore
 from earshot.notifier.worker import NotificationHandler, parse_event
+from tests.mail import plain_text, read_outbox
 from tests.smtp_sink import SmtpSink
 from tests.unit.notifier.conftest import StartLoop
 from tests.unit.notifier.helpers import (
@@ -24,8 +25,6 @@ from tests.unit.notifier.helpers import (
     HeldDelivery,
     failed_job,
     job_finished,
-    outbox,
-    text_of,
     wait_until,
 )
 
@@ -70,14 +69,14 @@ async def test_success_sends_one_course_email_with_the_link(
     event = job_finished()
     await publish(queue, event, message_id="job-finished-1")
     await wait_until(lambda: state_is(store, event, SENT), timeout=10)
-    await wait_until(lambda: outbox(settings.outbox_dir))
+    await wait_until(lambda: read_outbox(settings.outbox_dir))
 
     # then exactly one email, in the course's words, is in the outbox
-    [mail] = outbox(settings.outbox_dir)
+    [mail] = read_outbox(settings.outbox_dir)
     assert mail["Subject"] == "MP3 Download"
     assert mail["To"] == "alice@example.com"
-    assert "mp3 file_id: m-1 is now ready!" in text_of(mail)
-    assert "http://127.0.0.1:8080/download?fid=m-1" in text_of(mail)
+    assert "mp3 file_id: m-1 is now ready!" in plain_text(mail)
+    assert "http://127.0.0.1:8080/download?fid=m-1" in plain_text(mail)
     record = await store.get("j-123:succeeded")
     assert record is not None and record.state == SENT and record.attempts == 1
     assert record.message_id == "<j-123.succeeded@earshot>" == mail["Message-ID"]
@@ -96,11 +95,11 @@ async def test_failure_sends_the_reason(
 
     event = failed_job(error="the video has no audio track")
     await publish(queue, event, message_id="job-finished-2")
-    await wait_until(lambda: outbox(settings.outbox_dir))
+    await wait_until(lambda: read_outbox(settings.outbox_dir))
 
-    [mail] = outbox(settings.outbox_dir)
+    [mail] = read_outbox(settings.outbox_dir)
     assert mail["Subject"] == "Conversion failed: holiday.mkv"
-    assert "the video has no audio track" in text_of(mail)
+    assert "the video has no audio track" in plain_text(mail)
     await wait_until(lambda: _is(store, event, SENT))
 
 
@@ -130,7 +129,7 @@ async def test_the_same_outcome_published_twice_sends_one_email(
 
     # then one send, one file
     assert mailer.sent == ["<j-123.succeeded@earshot>"]
-    assert len(outbox(settings.outbox_dir)) == 1
+    assert len(read_outbox(settings.outbox_dir)) == 1
 
 
 async def test_a_redelivery_after_a_crash_before_the_ack_sends_nothing(
@@ -148,7 +147,7 @@ async def test_a_redelivery_after_a_crash_before_the_ack_sends_nothing(
 
     # then it was sent once
     assert len(mailer.sent) == 1
-    assert len(outbox(settings.outbox_dir)) == 1
+    assert len(read_outbox(settings.outbox_dir)) == 1
 
 
 async def test_a_crash_between_send_and_record_resends_the_same_email_into_one_file(
@@ -179,7 +178,7 @@ async def test_a_crash_between_send_and_record_resends_the_same_email_into_one_f
     await handler(delivery)
 
     # then the email went out again with the same Message-ID: the outbox still holds one
-    assert len(outbox(settings.outbox_dir)) == 1
+    assert len(read_outbox(settings.outbox_dir)) == 1
     record = await store.get("j-123:succeeded")
     assert record is not None and record.state == SENT and record.attempts == 2
 
@@ -255,7 +254,7 @@ async def test_smtp_down_then_up_is_retried_and_delivered_once(
     await asyncio.sleep(0.3)
     assert len(smtp_sink.received) == 1
     assert smtp_sink.received[0]["Subject"] == "MP3 Download"
-    assert "mp3 file_id: m-1 is now ready!" in text_of(smtp_sink.received[0])
+    assert "mp3 file_id: m-1 is now ready!" in plain_text(smtp_sink.received[0])
     await assert_queue_empty(queue)
 
 
