@@ -4,7 +4,9 @@ Two earshot paths are timed against the same raw ffmpeg command, alternating run
 - `convert()`: argument building, the ffmpeg subprocess with `-progress` parsing, output facts;
 - the converter's whole job: a `JobSubmitted` taken from the embedded queue, the input read from the
   folder blob store, conversion, the output stored, `JobSucceeded` published, the message acked.
-Prints the median wall time of each and their ratios to raw ffmpeg (target <= 1.10 for both).
+Prints the best and the median wall time of each, and the ratio of the best times to raw ffmpeg's
+(target <= 1.10 for both): noise on a shared machine only ever adds time, so the best of N runs is
+the steadiest estimate of what each path costs (as `timeit` advises); medians are shown beside it.
 Run with `make bench`; the input is generated once into var/bench/ (no media in the repo).
 """
 
@@ -142,20 +144,21 @@ def time_worker_job(ffmpeg: str, source: Path, root: Path, duration: float) -> f
     return asyncio.run(_worker_job(ffmpeg, source, root, duration))
 
 
-def report(name: str, times: list[float], raw: float) -> bool:
+def report(name: str, times: list[float], raw_best: float) -> bool:
     """Print one row; True when within the target."""
-    median = statistics.median(times)
-    ratio = median / raw
+    best, median = min(times), statistics.median(times)
+    ratio = best / raw_best
     verdict = "OK" if ratio <= TARGET_RATIO else "OVER"
     runs = ", ".join(f"{t:.2f}" for t in times)
-    print(f"{name:<22} median {median:7.2f}s  ratio {ratio:.3f} {verdict:<4}  runs {runs}")
+    times_text = f"best {best:6.2f}s median {median:6.2f}s"
+    print(f"{name:<22} {times_text} ratio {ratio:.3f} {verdict:<4} runs {runs}")
     return ratio <= TARGET_RATIO
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=600, help="input duration")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument("--runs", type=int, default=7, help="runs of each, alternating")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench", help="input cache")
     args = parser.parse_args()
     configure_logging(service="bench", level="warning", fmt="console")
@@ -173,14 +176,17 @@ def main() -> int:
                 time_earshot(ffmpeg, source, Path(tmp) / f"es{run}.mp3", args.seconds)
             )
             job_times.append(time_worker_job(ffmpeg, source, Path(tmp) / f"job{run}", args.seconds))
-    raw = statistics.median(raw_times)
+    raw_best = min(raw_times)
     print(f"input: {args.seconds}s 720p H.264/AAC -> MP3 (-q:a 2), {args.runs} runs, {ffmpeg}")
-    print(f"{'raw ffmpeg':<22} median {raw:7.2f}s  runs {', '.join(f'{t:.2f}' for t in raw_times)}")
+    raw_runs = ", ".join(f"{t:.2f}" for t in raw_times)
+    raw_median = statistics.median(raw_times)
+    times_text = f"best {raw_best:6.2f}s median {raw_median:6.2f}s"
+    print(f"{'raw ffmpeg':<22} {times_text} {'':16} runs {raw_runs}")
     within = [
-        report("earshot convert()", convert_times, raw),
-        report("earshot converter job", job_times, raw),
+        report("earshot convert()", convert_times, raw_best),
+        report("earshot converter job", job_times, raw_best),
     ]
-    print(f"target: earshot/raw <= {TARGET_RATIO:.2f}")
+    print(f"target: best earshot / best raw <= {TARGET_RATIO:.2f}")
     return 0 if all(within) else 1
 
 
