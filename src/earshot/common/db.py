@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -46,6 +47,20 @@ NAMING_CONVENTION = {
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+class _DropIgnoredPrimaryKeyNames(logging.Filter):
+    """Hide MySQL's note that a primary key's name is ignored (its primary key is always PRIMARY).
+
+    The naming convention names primary keys for the engines that keep the name; asyncmy logs
+    every server note as a warning, so each first migration printed one per table.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ignored for PRIMARY key" not in record.getMessage()
+
+
+_ASYNCMY_NOTE_FILTER: Final = _DropIgnoredPrimaryKeyNames()
 
 
 class MigrationLockTimeout(RuntimeError):
@@ -108,6 +123,7 @@ def create_engine(
         return _sqlite_engine(url)
     options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": POOL_RECYCLE_SECONDS}
     if backend in MYSQL_DIALECTS:
+        logging.getLogger("asyncmy").addFilter(_ASYNCMY_NOTE_FILTER)  # once: filters are a set
         # PostgreSQL's default: no gap locks, so concurrent inserts into the same index range
         # (outbox, notifications) do not deadlock, and every engine sees the same anomalies.
         options["isolation_level"] = "READ COMMITTED"

@@ -41,8 +41,8 @@ class CommonSettings(BaseSettings):
         default="",
         description="Blob store. Empty: the folder DATA_DIR/blobs (also `file:///PATH`). "
         "`s3://BUCKET?endpoint_url=URL&region=REGION` for S3 (options: `prefix`, `part_size_mb`, "
-        "`addressing_style`, `presign_endpoint_url`, `create_bucket=1` to create a missing bucket in "
-        "development; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
+        "`addressing_style`, `presign_endpoint_url`, `create_bucket=1` to create a missing "
+        "bucket in development; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
     )
     log_level: str = Field(default="info", description="debug, info, warning, error.")
     log_format: Literal["auto", "json", "console"] = Field(
