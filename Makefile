@@ -39,7 +39,7 @@ format: install
 docs: install ## regenerate the README's settings table
 	$(BIN)/python -m earshot.cli.readme README.md
 
-bench: install ## earshot's conversion against raw ffmpeg on a 10-minute 720p file
+bench: install ## earshot's conversion and converter job against raw ffmpeg on a 10-minute 720p file
 	$(BIN)/python bench/convert.py
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs uv)
