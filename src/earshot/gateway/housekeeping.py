@@ -1,7 +1,8 @@
-"""Reconcile storage with the jobs database: inputs stored by an upload that never became a job.
+"""Reconcile storage with the jobs database: files that no job points to are deleted.
 
 A gateway that dies after storing an upload but before committing its job leaves a video no job
-points to. Such files are deleted once older than any upload could still be in flight.
+points to; a job deleted while the store was failing leaves its audio (and video) behind. Such
+files are deleted once older than any upload or conversion could still be in flight.
 """
 
 from __future__ import annotations
@@ -13,32 +14,59 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from earshot.common.blobs import BlobStore
 from earshot.common.messages import utcnow
 from earshot.gateway.models import Job
 
 INPUT_PREFIX = "videos/"
+OUTPUT_PREFIX = "audio/"
+# Keys looked up in one query: the stored audio of every job is listed each sweep.
+LOOKUP_BATCH = 500
+# Each kind of stored file, and the column of the job that owns it.
+_OWNED_BY = ((INPUT_PREFIX, Job.input_key), (OUTPUT_PREFIX, Job.output_key))
 _log = structlog.get_logger()
 
 
-async def sweep_orphan_inputs(
-    sessions: async_sessionmaker[AsyncSession], blobs: BlobStore, *, older_than_seconds: float
+async def sweep_orphan_blobs(
+    sessions: async_sessionmaker[AsyncSession],
+    blobs: BlobStore,
+    *,
+    older_than_seconds: float,
+    batch_size: int = LOOKUP_BATCH,
 ) -> int:
-    """Delete stored inputs older than the threshold that belong to no job; how many were."""
+    """Delete stored videos and audio older than the threshold that belong to no job; how many."""
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     removed = 0
-    async for key in blobs.list_keys(INPUT_PREFIX):
-        info = await blobs.stat(key)
-        if info is None or info.modified_at > cutoff:
-            continue
-        async with sessions() as session:
-            owner = await session.scalar(select(Job.id).where(Job.input_key == key))
-        if owner is None:
-            await blobs.delete(key)
-            removed += 1
-            _log.info("housekeeping.orphan_input_deleted", key=key)
+    for prefix, owner_column in _OWNED_BY:
+        batch: list[str] = []
+        async for key in blobs.list_keys(prefix):
+            info = await blobs.stat(key)
+            if info is not None and info.modified_at <= cutoff:
+                batch.append(key)
+            if len(batch) == batch_size:
+                removed += await _delete_unowned(sessions, blobs, batch, owner_column)
+                batch = []
+        removed += await _delete_unowned(sessions, blobs, batch, owner_column)
     return removed
+
+
+async def _delete_unowned(
+    sessions: async_sessionmaker[AsyncSession],
+    blobs: BlobStore,
+    keys: list[str],
+    owner_column: InstrumentedAttribute[str],
+) -> int:
+    if not keys:
+        return 0
+    async with sessions() as session:
+        owned = set(await session.scalars(select(owner_column).where(owner_column.in_(keys))))
+    for key in keys:
+        if key not in owned:
+            await blobs.delete(key)
+            _log.info("housekeeping.orphan_blob_deleted", key=key)
+    return len(keys) - len(owned)
 
 
 async def run_housekeeping(
@@ -52,7 +80,7 @@ async def run_housekeeping(
     """Sweep now and then every `every_seconds` until `stop`; failures are logged, not fatal."""
     while not stop.is_set():
         try:
-            await sweep_orphan_inputs(sessions, blobs, older_than_seconds=older_than_seconds)
+            await sweep_orphan_blobs(sessions, blobs, older_than_seconds=older_than_seconds)
         except Exception as exc:  # storage or database down: try again next round
             _log.warning("housekeeping.failed", error=str(exc))
         with contextlib.suppress(TimeoutError):

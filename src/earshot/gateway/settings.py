@@ -75,11 +75,12 @@ class GatewaySettings(TokenSettings):
     orphan_input_seconds: float = Field(
         default=3600.0,
         gt=0,
-        description="A stored upload that belongs to no job (the gateway died mid-upload) is "
-        "deleted once this old; checked at start-up and then every ORPHAN_SWEEP_SECONDS.",
+        description="A stored video or audio file that belongs to no job (the gateway died "
+        "mid-upload; a job was deleted while the store failed) is deleted once this old; checked "
+        "at start-up and then every ORPHAN_SWEEP_SECONDS.",
     )
     orphan_sweep_seconds: float = Field(
-        default=3600.0, gt=0, description="How often stored uploads are reconciled with jobs."
+        default=3600.0, gt=0, description="How often stored files are reconciled with jobs."
     )
     events_max_attempts: int = Field(
         default=10,
