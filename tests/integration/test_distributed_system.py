@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import httpx
+import psutil
 import pytest
 
 from tests import media
@@ -154,6 +155,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             proxy.stop()
 
 
+def runs_ffmpeg(process: psutil.Process) -> bool:
+    """True while `process` has an ffmpeg among its descendants."""
+    for child in process.children(recursive=True):
+        try:
+            if "ffmpeg" in child.name():
+                return True
+        except psutil.NoSuchProcess:
+            continue
+    return False
+
+
 def submit(cluster: Cluster, user: str, path: Path, name: str) -> dict[str, Any]:
     with path.open("rb") as handle:
         response = httpx.post(
@@ -286,11 +298,12 @@ def test_100_jobs_survive_a_killed_converter_a_broker_restart_and_a_database_out
     jobs = submit_concurrently(cluster, clip, tag="faults")
     faults: dict[str, Any] = {}
 
-    # a converter dies mid-conversion
+    # a converter dies mid-conversion: while its ffmpeg runs, before any output is stored
+    converter = psutil.Process(system.processes["converter"].pid)
     deadline = time.monotonic() + 120
-    while not any((s := job_state(cluster, j)) and s["state"] == "processing" for j in jobs):
-        assert time.monotonic() < deadline, "no job was converting"
-        time.sleep(0.2)
+    while not runs_ffmpeg(converter):
+        assert time.monotonic() < deadline, "the converter never ran ffmpeg"
+        time.sleep(0.02)
     assert system.stop("converter", sig=signal.SIGKILL) == -signal.SIGKILL
     system.start("converter")
     faults["converter_sigkill"] = 1
@@ -319,6 +332,7 @@ def test_100_jobs_survive_a_killed_converter_a_broker_restart_and_a_database_out
     final = wait_final(cluster, jobs, timeout=900)
     figures = assert_exactly_once(cluster, final)
     figures["redelivered_jobs"] = sum(job["attempt"] > 1 for job in final)
+    assert figures["redelivered_jobs"] >= 1, "the killed converter's job was not taken again"
     figures["total_seconds"] = round(time.monotonic() - started, 1)
     cluster.report["faults"] = {**figures, **faults}
     print("fault run:", cluster.report["faults"])  # noqa: T201
